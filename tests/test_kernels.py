@@ -1,0 +1,95 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from trackoff_xr.kernels import extract_windows, ncc_surfaces, refine_peaks, refine_translation
+from trackoff_xr.matchers import NCCMatcher
+from trackoff_xr.synthetic import fractal_texture, shifted_pair
+
+
+def _pair(shift, size=32, radius=6, seed=0):
+    """Template from ref centred in a window of sec, with content moved by shift."""
+    ref, sec = shifted_pair((128, 128), shift=shift, seed=seed)
+    c = 64 - size // 2
+    t = ref.values[None, c : c + size, c : c + size]
+    w = sec.values[None, c - radius : c + size + radius, c - radius : c + size + radius]
+    return t, w
+
+
+def test_extract_windows_matches_slicing():
+    img = np.arange(400.0).reshape(20, 20)
+    w = extract_windows(img, (1, 2), (3, 2), 5, 4)
+    assert w.shape == (6, 4, 4)
+    assert np.array_equal(w[3], img[6:10, 7:11])  # lattice row 1, column 1
+
+
+@pytest.mark.parametrize("shift", [(3.0, -2.0), (-5.0, 4.0), (0.0, 6.0)])
+def test_ncc_peak_sign_and_axes(shift):
+    t, w = _pair(shift)
+    s = ncc_surfaces(t, w)
+    r, c = np.unravel_index(np.nanargmax(s[0]), s[0].shape)
+    assert (r - 6, c - 6) == shift
+    assert s[0, r, c] > 0.99
+
+
+def test_flat_and_nan_templates_give_nan_offsets_and_zero_score_without_warnings():
+    rng = np.random.default_rng(0)
+    windows = rng.random((3, 24, 24), dtype=np.float32)
+    templates = windows[:, 4:20, 4:20].copy()
+    templates[0] = 7.0  # constant
+    templates[1, 3, 3] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = NCCMatcher()(templates, windows)
+    assert np.isnan(result.dy[:2]).all() and np.isnan(result.dx[:2]).all()
+    assert np.array_equal(result.score[:2], [0.0, 0.0])
+    assert (result.dy[2], result.dx[2]) == (0.0, 0.0) and result.score[2] == pytest.approx(1.0)
+
+
+def test_constant_window_gives_nan():
+    windows = np.full((1, 24, 24), 3.0, dtype=np.float32)
+    templates = np.random.default_rng(1).random((1, 16, 16), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = NCCMatcher()(templates, windows)
+    assert result.score[0] == 0.0 or np.isnan(result.dy[0])
+
+
+@pytest.mark.parametrize("method", ["gaussian", "parabolic"])
+def test_three_point_fit_finds_analytic_peak(method):
+    yy, xx = np.mgrid[-4:5, -4:5]
+    surface = np.exp(-((yy - 0.3) ** 2 + (xx + 1.2) ** 2) / 2.0)[None]
+    dy, dx, peak = refine_peaks(surface, method)
+    tol = 1e-6 if method == "gaussian" else 0.1
+    assert dy[0] == pytest.approx(0.3, abs=tol) and dx[0] == pytest.approx(-1.2, abs=tol)
+
+
+def test_all_nan_surface():
+    dy, dx, peak = refine_peaks(np.full((1, 5, 5), np.nan), "gaussian")
+    assert np.isnan(dy[0]) and np.isnan(dx[0]) and np.isnan(peak[0])
+
+
+def test_gauss_newton_is_exact_on_whole_pixel_shifts():
+    tex = fractal_texture((96, 96), seed=3).astype(np.float32)
+    t = tex[None, 30:62, 30:62]
+    w = np.roll(tex, (2, -3), axis=(0, 1))[None, 24:68, 24:68]  # radius 6
+    dy, dx, zncc = refine_translation(t, w, np.array([2.0]), np.array([-3.0]))
+    assert (dy[0], dx[0]) == (2.0, -3.0)
+    assert zncc[0] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("shift", [(0.25, -0.4), (-1.6, 2.45), (3.5, 0.1)])
+def test_ncc_matcher_recovers_subpixel_shift(shift):
+    t, w = _pair(shift)
+    result = NCCMatcher()(t, w)
+    assert result.dy[0] == pytest.approx(shift[0], abs=0.05)
+    assert result.dx[0] == pytest.approx(shift[1], abs=0.05)
+    assert 0.99 < result.score[0] <= 1.0
+
+
+def test_unknown_subpixel_method():
+    from trackoff_xr import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="subpixel='cubic'.*gauss-newton"):
+        NCCMatcher(subpixel="cubic")

@@ -1,0 +1,52 @@
+"""trackoff_xr: measure ground motion between two images, blockwise on xarray and dask.
+
+Importing the package registers the ``.trackoff`` accessor on DataArrays.
+
+>>> import trackoff_xr
+>>> from trackoff_xr.synthetic import shifted_pair
+>>> ref, sec = shifted_pair(shape=(128, 128), shift=(3.0, 8.0), seed=0)
+>>> ds = ref.trackoff.offsets(sec, patch_size=32, spacing=32, search_radius=10, method="ncc")
+>>> round(float(ds.dy.median()), 1), round(float(ds.dx.median()), 1)
+(3.0, 8.0)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import accessor as _accessor  # noqa: F401  (registers .trackoff)
+from .exceptions import (
+    DimensionError,
+    GridMismatchError,
+    ImageReadError,
+    ImageTooSmallError,
+    InvalidParameterError,
+    MethodNotAvailableError,
+    TrackOffError,
+    UnknownMethodError,
+)
+from .grid import GridSpec
+from .io import open_image
+from .matchers import available_methods, get_matcher, register_matcher
+from .tracking import offsets
+
+try:
+    __version__ = version("trackoff_xr")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "DimensionError",
+    "GridMismatchError",
+    "GridSpec",
+    "ImageReadError",
+    "ImageTooSmallError",
+    "InvalidParameterError",
+    "MethodNotAvailableError",
+    "TrackOffError",
+    "UnknownMethodError",
+    "__version__",
+    "available_methods",
+    "get_matcher",
+    "offsets",
+    "open_image",
+    "register_matcher",
+]

@@ -1,0 +1,225 @@
+"""Dask wiring: run a matcher over every grid point of two chunked images.
+
+The plan, per axis:
+
+* Grid point ``i`` is *owned* by the chunk holding its anchor pixel
+  ``i * spacing + patch_size // 2``; each point is evaluated exactly once,
+  by its owner, whatever the chunking.
+* The images are rechunked so that every chunk owns a whole number of grid
+  points (``points_per_chunk``) and is at least as large as the halo
+  ``patch_size // 2 + search_radius``. Output chunks are then regular and the
+  grid stays anchored to global pixel 0, not to chunk edges.
+* ``map_overlap`` with depth = halo and a NaN boundary hands each block all
+  the pixels its points' templates and search windows need; windows that
+  reach past the image edge contain NaN and give NaN results.
+
+This module knows nothing of xarray or of any particular matcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .grid import GridSpec
+from .kernels import extract_windows
+from .matchers import Matcher
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+__all__ = ["OUTPUT_FIELDS", "AxisPlan", "match_arrays", "match_blockwise", "plan_axis"]
+
+logger = logging.getLogger("trackoff_xr")
+
+#: Order of the fields along the last axis of the blockwise result.
+OUTPUT_FIELDS: tuple[str, ...] = ("dy", "dx", "score")
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """Chunking of one image axis and the grid points each chunk owns."""
+
+    chunks: tuple[int, ...]
+    points: tuple[int, ...]
+
+    @property
+    def chunk_starts(self) -> tuple[int, ...]:
+        """First pixel of each chunk."""
+        return tuple(int(v) for v in np.cumsum((0,) + self.chunks[:-1]))
+
+    @property
+    def point_starts(self) -> tuple[int, ...]:
+        """Index of the first grid point each chunk owns."""
+        return tuple(int(v) for v in np.cumsum((0,) + self.points[:-1]))
+
+
+def plan_axis(length: int, grid: GridSpec, target_chunk: int) -> AxisPlan:
+    """Chunk an axis of ``length`` pixels so each chunk owns whole grid points.
+
+    Parameters
+    ----------
+    length : int
+        Pixels along the axis.
+    grid : GridSpec
+        Template grid.
+    target_chunk : int
+        Preferred chunk size in pixels (e.g. the input's chunk size).
+
+    Examples
+    --------
+    >>> plan = plan_axis(1000, GridSpec(64, 32, 16), target_chunk=256)
+    >>> plan.chunks, plan.points
+    ((288, 256, 256, 200), (8, 8, 8, 6))
+    """
+    n = grid.n_points(length)
+    spacing = grid.spacing
+    per_chunk = max(1, round(target_chunk / spacing), math.ceil(grid.halo / spacing))
+    n_chunks = max(1, math.ceil(n / per_chunk))
+    # chunk j >= 1 starts at the anchor of its first point
+    bounds = [0] + [grid.patch_size // 2 + j * per_chunk * spacing for j in range(1, n_chunks)]
+    bounds.append(length)
+    points = [per_chunk] * (n_chunks - 1) + [n - per_chunk * (n_chunks - 1)]
+    if n_chunks > 1 and bounds[-1] - bounds[-2] < grid.halo:
+        # a tail narrower than the halo cannot feed its neighbour's overlap
+        del bounds[-2]
+        points[-2:] = [points[-2] + points[-1]]
+    chunks = tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:]))
+    return AxisPlan(chunks=chunks, points=tuple(int(p) for p in points))
+
+
+def _origin(plan: AxisPlan, block: int, grid: GridSpec) -> int:
+    """Local index, inside the padded block, of the first owned window's corner."""
+    first_point = plan.point_starts[block]
+    chunk_start = plan.chunk_starts[block]
+    return first_point * grid.spacing - grid.search_radius - (chunk_start - grid.halo)
+
+
+def match_arrays(
+    ref: np.ndarray,
+    sec: np.ndarray,
+    grid: GridSpec,
+    matcher: Matcher,
+    first: tuple[int, int],
+    count: tuple[int, int],
+) -> np.ndarray:
+    """Match a lattice of points between two padded numpy blocks.
+
+    Parameters
+    ----------
+    ref, sec : ndarray, shape (rows, cols)
+        Reference and secondary pixels (NaN where outside the image or nodata).
+    grid : GridSpec
+        Template geometry.
+    matcher : Matcher
+        Turns templates and windows into offsets.
+    first : (int, int)
+        Corner of the first search window inside the blocks.
+    count : (int, int)
+        Grid points along rows and columns.
+
+    Returns
+    -------
+    ndarray, shape (count[0], count[1], 3), float32
+        ``dy``, ``dx``, ``score`` per point (see :data:`OUTPUT_FIELDS`); all
+        NaN where the template or window touches NaN.
+    """
+    size, r = grid.window_size, grid.search_radius
+    windows = extract_windows(sec, first, count, grid.spacing, size)
+    templates = extract_windows(
+        ref, (first[0] + r, first[1] + r), count, grid.spacing, grid.patch_size
+    )
+    out = np.full((windows.shape[0], len(OUTPUT_FIELDS)), np.nan, dtype=np.float32)
+    usable = ~(np.isnan(windows).any(axis=(1, 2)) | np.isnan(templates).any(axis=(1, 2)))
+    if usable.any():
+        result = matcher(templates[usable], windows[usable])
+        for j, field in enumerate(OUTPUT_FIELDS):
+            out[usable, j] = getattr(result, field)
+    return out.reshape(count[0], count[1], len(OUTPUT_FIELDS))
+
+
+def _match_block(
+    ref: np.ndarray,
+    sec: np.ndarray,
+    *,
+    grid: GridSpec,
+    matcher: Matcher,
+    plans: tuple[AxisPlan, AxisPlan],
+    block_id: tuple[int, int] | None = None,
+) -> np.ndarray:
+    assert block_id is not None
+    by, bx = block_id[0], block_id[1]
+    first = (_origin(plans[0], by, grid), _origin(plans[1], bx, grid))
+    count = (plans[0].points[by], plans[1].points[bx])
+    return match_arrays(ref, sec, grid, matcher, first, count)
+
+
+def _target_chunks(array: Any, default: int) -> tuple[int, int]:
+    chunks = getattr(array, "chunks", None)
+    if not chunks:
+        return (default, default)
+    return (max(chunks[0]), max(chunks[1]))
+
+
+def match_blockwise(
+    ref: Any, sec: Any, grid: GridSpec, matcher: Matcher, *, default_chunk: int = 512
+) -> da.Array:
+    """Lazily match every grid point of two same-shaped 2-D arrays.
+
+    Parameters
+    ----------
+    ref, sec : numpy or dask array, shape (rows, cols)
+        Reference and secondary images; NaN marks nodata.
+    grid : GridSpec
+        Template geometry.
+    matcher : Matcher
+        The matcher applied to each block's batch of points.
+    default_chunk : int
+        Chunk size used when the inputs are numpy arrays.
+
+    Returns
+    -------
+    dask.array.Array, shape (ny, nx, 3), float32
+        ``dy``, ``dx``, ``score`` per grid point (see :data:`OUTPUT_FIELDS`).
+        Nothing is computed.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    shape = tuple(ref.shape)
+    target = _target_chunks(ref, default_chunk)
+    plans = (plan_axis(shape[0], grid, target[0]), plan_axis(shape[1], grid, target[1]))
+    chunks = (plans[0].chunks, plans[1].chunks)
+    logger.debug("blockwise plan: input chunks %s, points per chunk %s", chunks,
+                 (plans[0].points, plans[1].points))
+
+    def prepare(a: Any) -> da.Array:
+        a = a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=chunks)
+        return a.astype(np.float32).rechunk(chunks)
+
+    ref_d, sec_d = prepare(ref), prepare(sec)
+    name = "trackoff-" + getattr(matcher, "name", "match") + "-" + tokenize(
+        ref_d, sec_d, grid, matcher
+    )
+    return da.map_overlap(
+        _match_block,
+        ref_d,
+        sec_d,
+        depth=grid.halo,
+        boundary=np.nan,
+        trim=False,
+        allow_rechunk=False,
+        align_arrays=False,
+        chunks=(plans[0].points, plans[1].points, (len(OUTPUT_FIELDS),)),
+        new_axis=2,
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
+        name=name,
+        grid=grid,
+        matcher=matcher,
+        plans=plans,
+    )

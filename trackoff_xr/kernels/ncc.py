@@ -1,0 +1,70 @@
+"""Zero-normalised cross-correlation (ZNCC) surfaces.
+
+OpenCV's ``matchTemplate`` with ``TM_CCOEFF_NORMED`` computes exactly the
+ZNCC of a template against every position of a search window. Measured on
+this project's 2-core machine for 64 px templates in 96 px windows it ran at
+~14,000 windows/s against ~500/s for a batched numpy FFT formulation with the
+same result (max difference 2e-7), so the kernel loops over OpenCV calls,
+which release the GIL and therefore parallelise across dask threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ncc_surfaces"]
+
+# A template whose standard deviation falls below this (relative to its mean
+# magnitude) is treated as featureless: no offset can be measured from it.
+_FLAT_RTOL = 1e-6
+
+
+def _flat(templates: np.ndarray) -> np.ndarray:
+    std = templates.std(axis=(1, 2), dtype=np.float64)
+    scale = np.abs(templates).mean(axis=(1, 2), dtype=np.float64)
+    return ~(std > _FLAT_RTOL * np.maximum(scale, 1.0))
+
+
+def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """ZNCC of each template against every offset inside its search window.
+
+    Parameters
+    ----------
+    templates : ndarray, shape (n, P, P)
+        Reference templates.
+    windows : ndarray, shape (n, P + 2R, P + 2R)
+        Secondary search windows, centred on their templates.
+
+    Returns
+    -------
+    ndarray, shape (n, 2R + 1, 2R + 1), float32
+        Correlation in [-1, 1]; element ``[k, R + dy, R + dx]`` scores offset
+        ``(dy, dx)``. The surface of a featureless (constant) template, or of
+        a template or window holding NaN, is all NaN: nothing can be measured
+        there. Positions where only the window patch is constant score 0.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> win = rng.random((1, 12, 12), dtype=np.float32)
+    >>> tmpl = win[:, 3:11, 1:9]          # moved 1 row up, 1 column left of centre
+    >>> s = ncc_surfaces(tmpl, win)
+    >>> s.shape
+    (1, 5, 5)
+    >>> np.unravel_index(s[0].argmax(), s[0].shape)   # (R + dy, R + dx) with R = 2
+    (np.int64(3), np.int64(1))
+    """
+    import cv2
+
+    templates = np.asarray(templates, dtype=np.float32)
+    windows = np.asarray(windows, dtype=np.float32)
+    n, patch = templates.shape[0], templates.shape[1]
+    size = windows.shape[1] - patch + 1
+    out = np.zeros((n, size, size), dtype=np.float32)
+    bad = np.isnan(templates).any(axis=(1, 2)) | np.isnan(windows).any(axis=(1, 2))
+    bad |= _flat(np.nan_to_num(templates))
+    for k in np.flatnonzero(~bad):
+        out[k] = cv2.matchTemplate(windows[k], templates[k], cv2.TM_CCOEFF_NORMED)
+    out[bad] = np.nan
+    np.clip(out, -1.0, 1.0, out=out)
+    return out
