@@ -96,13 +96,16 @@ class NCCMatcher:
         if self.subpixel != "gauss-newton":
             dy, dx, peak = refine_peaks(surfaces, self.subpixel)  # type: ignore[arg-type]
         else:
-            dy, dx, peak = refine_peaks(surfaces, "none")
+            dy, dx, peak = refine_peaks(surfaces, "gaussian")
             found = np.flatnonzero(np.isfinite(peak))
             ry, rx, zncc = refine_translation(
                 templates[found], windows[found], dy[found], dx[found]
             )
             dy[found], dx[found] = ry, rx
             peak[found] = np.maximum(peak[found], zncc)
+        # no positive correlation anywhere: nothing was matched
+        dy[~(peak > 0)] = np.nan
+        dx[~(peak > 0)] = np.nan
         score = np.nan_to_num(np.clip(peak, 0.0, 1.0), nan=0.0).astype(np.float32)
         return MatchResult(dy=dy, dx=dx, score=score)
 

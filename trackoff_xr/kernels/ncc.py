@@ -14,15 +14,20 @@ import numpy as np
 
 __all__ = ["ncc_surfaces"]
 
-# A template whose standard deviation falls below this (relative to its mean
-# magnitude) is treated as featureless: no offset can be measured from it.
+# A template whose range (max - min) falls below this, relative to its
+# magnitude, is featureless: no offset can be measured from it.
 _FLAT_RTOL = 1e-6
 
 
-def _flat(templates: np.ndarray) -> np.ndarray:
-    std = templates.std(axis=(1, 2), dtype=np.float64)
-    scale = np.abs(templates).mean(axis=(1, 2), dtype=np.float64)
-    return ~(std > _FLAT_RTOL * np.maximum(scale, 1.0))
+def _flat(patches: np.ndarray) -> np.ndarray:
+    """Patches that are constant (or hold NaN)."""
+    high, low = patches.max(axis=(1, 2)), patches.min(axis=(1, 2))
+    return ~(high - low > _FLAT_RTOL * np.maximum(np.maximum(abs(high), abs(low)), 1.0))
+
+
+def _unusable(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Pairs with a constant template or window, or holding NaN or inf."""
+    return _flat(templates) | _flat(windows) | ~np.isfinite(windows.sum(axis=(1, 2)))
 
 
 def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
@@ -39,8 +44,8 @@ def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (n, 2R + 1, 2R + 1), float32
         Correlation in [-1, 1]; element ``[k, R + dy, R + dx]`` scores offset
-        ``(dy, dx)``. The surface of a featureless (constant) template, or of
-        a template or window holding NaN, is all NaN: nothing can be measured
+        ``(dy, dx)``. The surface of a featureless (constant) template or
+        window, or of a pair holding NaN, is all NaN: nothing can be measured
         there. Positions where only the window patch is constant score 0.
 
     Examples
@@ -61,8 +66,8 @@ def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
     n, patch = templates.shape[0], templates.shape[1]
     size = windows.shape[1] - patch + 1
     out = np.zeros((n, size, size), dtype=np.float32)
-    bad = np.isnan(templates).any(axis=(1, 2)) | np.isnan(windows).any(axis=(1, 2))
-    bad |= _flat(np.nan_to_num(templates))
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = _unusable(templates, windows)
     for k in np.flatnonzero(~bad):
         out[k] = cv2.matchTemplate(windows[k], templates[k], cv2.TM_CCOEFF_NORMED)
     out[bad] = np.nan

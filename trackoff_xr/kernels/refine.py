@@ -6,8 +6,8 @@ template and the window sampled at ``p`` is found iteratively. ZNSSD equals
 ``2 * (1 - ZNCC)``, so this is the sub-pixel maximum of the same correlation
 the integer search used, not a curve fitted through three samples of it. It
 is the standard sub-pixel estimator of digital image correlation (Pan et
-al., 2013, Exp. Mech. 53:1277), and an exact whole-pixel shift is returned
-exactly.
+al., 2013, Exp. Mech. 53:1277), and has no pixel-locking bias: a whole-pixel
+shift is returned to within the stopping tolerance (1e-3 px or better).
 
 Measured on generated textures (64 px templates, 841 points, shift
 (-4.37, 6.81)), RMSE in pixels:
@@ -34,24 +34,21 @@ __all__ = ["refine_translation"]
 _BORDER = 2
 
 
-def _normalise(patches: np.ndarray) -> np.ndarray:
-    centred = patches - patches.mean(axis=(1, 2), keepdims=True)
-    norm = np.sqrt((centred**2).sum(axis=(1, 2)))
-    return centred / np.maximum(norm, 1e-30)[:, None, None]
-
-
 def _sample(windows: np.ndarray, items: np.ndarray, top: np.ndarray, left: np.ndarray,
-            size: int) -> np.ndarray:
-    """``size`` x ``size`` patches of ``windows[items]`` whose corners sit at (top, left)."""
+            size: int, out: np.ndarray) -> np.ndarray:
+    """Fill ``out[:len(items)]`` with ``size`` x ``size`` patches of ``windows[items]``.
+
+    Patch ``j`` has its corner at the real-valued position ``(top[j], left[j])``.
+    """
     import cv2
 
     flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
-    out = np.empty((items.size, size, size), dtype=np.float32)
+    shift = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
     for j, k in enumerate(items):
-        shift = np.array([[1.0, 0.0, left[j]], [0.0, 1.0, top[j]]], dtype=np.float32)
-        out[j] = cv2.warpAffine(windows[k], shift, (size, size), flags=flags,
-                                borderMode=cv2.BORDER_REPLICATE)
-    return out
+        shift[0, 2], shift[1, 2] = left[j], top[j]
+        cv2.warpAffine(windows[k], shift, (size, size), dst=out[j], flags=flags,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return out[: items.size].reshape(items.size, -1)
 
 
 def refine_translation(
@@ -70,8 +67,8 @@ def refine_translation(
     templates : ndarray, shape (n, P, P)
     windows : ndarray, shape (n, P + 2R, P + 2R)
     dy, dx : ndarray, shape (n,)
-        Starting offsets (normally the integer peak), relative to the
-        window centre.
+        Starting offsets, relative to the window centre: the integer peak,
+        or better a three-point fit around it (fewer iterations).
     iterations : int
         Most Gauss-Newton steps.
     tolerance : float
@@ -103,29 +100,46 @@ def refine_translation(
     if n == 0:
         return start_y, start_x, np.empty(0)
 
+    inner = size - 2 * _BORDER
     core = (slice(None), slice(_BORDER, size - _BORDER), slice(_BORDER, size - _BORDER))
-    tz = templates.astype(np.float64)
-    gy, gx = np.gradient(tz, axis=(1, 2))
-    tz, gy, gx = tz[core], gy[core], gx[core]
-    tz = tz - tz.mean(axis=(1, 2), keepdims=True)
-    norm = np.maximum(np.sqrt((tz**2).sum(axis=(1, 2))), 1e-30)[:, None, None]
-    tn, gy, gx = tz / norm, gy / norm, gx / norm
+    gy, gx = np.gradient(templates.astype(np.float64), axis=(1, 2))
+    tz = templates[core].reshape(n, -1).astype(np.float64)
+    tz -= tz.mean(axis=1, keepdims=True)
+    norm = np.maximum(np.sqrt((tz**2).sum(axis=1)), 1e-30)[:, None]
+    tn = tz / norm
+    gy = gy[core].reshape(n, -1) / norm
+    gx = gx[core].reshape(n, -1) / norm
+    # With w the sampled patch, err = (w - mean(w)) / |w - mean(w)| - tn, and
+    # sum(g * err) = (sum(g * w) - mean(w) * sum(g)) / |w - mean(w)| - sum(g * tn):
+    # four dot products per item and iteration, no normalised copies.
+    grads = np.stack([gy, gx], axis=1).astype(np.float32)  # (n, 2, k)
+    grad_sum = grads.sum(axis=2, dtype=np.float64)
+    grad_t = np.einsum("nck,nk->nc", grads, tn.astype(np.float32), dtype=np.float64)
 
-    hyy, hyx, hxx = (gy * gy).sum(axis=(1, 2)), (gy * gx).sum(axis=(1, 2)), (gx * gx).sum(axis=(1, 2))
+    hyy, hyx, hxx = (gy * gy).sum(axis=1), (gy * gx).sum(axis=1), (gx * gx).sum(axis=1)
     det = hyy * hxx - hyx**2
     active = det > 1e-9 * np.maximum(hyy * hxx, 1e-300)
     safe = np.where(active, det, 1.0)
     inv = np.stack([np.stack([hxx, -hyx], -1), np.stack([-hyx, hyy], -1)], -2) / safe[:, None, None]
+
+    buffer = np.empty((n, inner, inner), dtype=np.float32)
+    count = float(inner * inner)
+
+    def correlate(idx: np.ndarray, py_: np.ndarray, px_: np.ndarray) -> tuple[np.ndarray, ...]:
+        w = _sample(windows, idx, radius + py_ + _BORDER, radius + px_ + _BORDER, inner, buffer)
+        total = w.sum(axis=1, dtype=np.float64)
+        w_norm = np.sqrt(np.maximum(np.einsum("nk,nk->n", w, w, dtype=np.float64)
+                                    - total**2 / count, 1e-30))
+        return w, total / count, w_norm
 
     py, px = start_y.copy(), start_x.copy()
     for _ in range(iterations):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        sampled = _sample(windows, idx, radius + py[idx] + _BORDER, radius + px[idx] + _BORDER,
-                          size - 2 * _BORDER)
-        err = _normalise(sampled.astype(np.float64)) - tn[idx]
-        b = np.stack([(gy[idx] * err).sum(axis=(1, 2)), (gx[idx] * err).sum(axis=(1, 2))], -1)
+        w, w_mean, w_norm = correlate(idx, py[idx], px[idx])
+        gw = np.einsum("nck,nk->nc", grads[idx], w, dtype=np.float64)
+        b = (gw - w_mean[:, None] * grad_sum[idx]) / w_norm[:, None] - grad_t[idx]
         step = np.einsum("nij,nj->ni", inv[idx], b)
         py[idx] -= step[:, 0]
         px[idx] -= step[:, 1]
@@ -135,7 +149,8 @@ def refine_translation(
         active[idx[lost | (np.hypot(step[:, 0], step[:, 1]) < tolerance)]] = False
 
     all_items = np.arange(n)
-    sampled = _sample(windows, all_items, radius + py + _BORDER, radius + px + _BORDER,
-                      size - 2 * _BORDER)
-    zncc = (_normalise(sampled.astype(np.float64)) * tn).sum(axis=(1, 2))
+    w, w_mean, w_norm = correlate(all_items, py, px)
+    tw = np.einsum("nk,nk->n", w, tn.astype(np.float32), dtype=np.float64)
+    flat = w_norm <= 1e-6 * np.sqrt(np.maximum(w_mean**2 * count, 1e-30))
+    zncc = np.where(flat, 0.0, tw / w_norm)  # sum(tn) == 0: the mean of w drops out
     return py, px, zncc
