@@ -96,12 +96,18 @@ class NCCMatcher:
         if self.subpixel != "gauss-newton":
             dy, dx, peak = refine_peaks(surfaces, self.subpixel)  # type: ignore[arg-type]
         else:
-            dy, dx, peak = refine_peaks(surfaces, "gaussian")
+            iy, ix, peak = refine_peaks(surfaces, "none")
+            dy, dx, _ = refine_peaks(surfaces, "gaussian")  # a close start: fewer steps
             found = np.flatnonzero(np.isfinite(peak))
             ry, rx, zncc = refine_translation(
                 templates[found], windows[found], dy[found], dx[found]
             )
-            dy[found], dx[found] = ry, rx
+            # never return a position that correlates worse than the integer
+            # peak (guards against drifting along an edge: the aperture problem)
+            # (a margin above float32 rounding, so exact ties keep the integer)
+            better = zncc > peak[found] + 1e-5
+            dy[found] = np.where(better, ry, iy[found])
+            dx[found] = np.where(better, rx, ix[found])
             peak[found] = np.maximum(peak[found], zncc)
         # no positive correlation anywhere: nothing was matched
         dy[~(peak > 0)] = np.nan
