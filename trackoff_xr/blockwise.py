@@ -58,7 +58,7 @@ class AxisPlan:
         return tuple(int(v) for v in np.cumsum((0,) + self.points[:-1]))
 
 
-def plan_axis(length: int, grid: GridSpec, target_chunk: int) -> AxisPlan:
+def plan_axis(length: int, grid: GridSpec, target_chunk: int, depth: int | None = None) -> AxisPlan:
     """Chunk an axis of ``length`` pixels so each chunk owns whole grid points.
 
     Parameters
@@ -69,6 +69,9 @@ def plan_axis(length: int, grid: GridSpec, target_chunk: int) -> AxisPlan:
         Template grid.
     target_chunk : int
         Preferred chunk size in pixels (e.g. the input's chunk size).
+    depth : int, optional
+        Overlap the blocks need (default: the grid's halo); every chunk is
+        made at least this wide.
 
     Examples
     --------
@@ -78,13 +81,14 @@ def plan_axis(length: int, grid: GridSpec, target_chunk: int) -> AxisPlan:
     """
     n = grid.n_points(length)
     spacing = grid.spacing
-    per_chunk = max(1, round(target_chunk / spacing), math.ceil(grid.halo / spacing))
+    depth = grid.halo if depth is None else depth
+    per_chunk = max(1, round(target_chunk / spacing), math.ceil(depth / spacing))
     n_chunks = max(1, math.ceil(n / per_chunk))
     # chunk j >= 1 starts at the anchor of its first point
     bounds = [0] + [grid.patch_size // 2 + j * per_chunk * spacing for j in range(1, n_chunks)]
     bounds.append(length)
     points = [per_chunk] * (n_chunks - 1) + [n - per_chunk * (n_chunks - 1)]
-    if n_chunks > 1 and bounds[-1] - bounds[-2] < grid.halo:
+    if n_chunks > 1 and bounds[-1] - bounds[-2] < depth:
         # a tail narrower than the halo cannot feed its neighbour's overlap
         del bounds[-2]
         points[-2:] = [points[-2] + points[-1]]
@@ -92,11 +96,16 @@ def plan_axis(length: int, grid: GridSpec, target_chunk: int) -> AxisPlan:
     return AxisPlan(chunks=chunks, points=tuple(int(p) for p in points))
 
 
-def _origin(plan: AxisPlan, block: int, grid: GridSpec) -> int:
+def _context(matcher: Matcher) -> int:
+    """Extra pixels a matcher's block transform needs around each window."""
+    return int(getattr(matcher, "context", 0)) if hasattr(matcher, "transform") else 0
+
+
+def _origin(plan: AxisPlan, block: int, grid: GridSpec, depth: int) -> int:
     """Local index, inside the padded block, of the first owned window's corner."""
     first_point = plan.point_starts[block]
     chunk_start = plan.chunk_starts[block]
-    return first_point * grid.spacing - grid.search_radius - (chunk_start - grid.halo)
+    return first_point * grid.spacing - grid.search_radius - (chunk_start - depth)
 
 
 def match_arrays(
@@ -116,7 +125,11 @@ def match_arrays(
     grid : GridSpec
         Template geometry.
     matcher : Matcher
-        Turns templates and windows into offsets.
+        Turns templates and windows into offsets. If it has a ``transform``
+        method (a fully convolutional feature extractor), both blocks are
+        transformed once and the windows are cut from the transformed blocks;
+        the blocks must then hold ``matcher.context`` pixels beyond every
+        window.
     first : (int, int)
         Corner of the first search window inside the blocks.
     count : (int, int)
@@ -129,13 +142,17 @@ def match_arrays(
         NaN where the template or window touches NaN.
     """
     size, r = grid.window_size, grid.search_radius
+    template_first = (first[0] + r, first[1] + r)
     windows = extract_windows(sec, first, count, grid.spacing, size)
-    templates = extract_windows(
-        ref, (first[0] + r, first[1] + r), count, grid.spacing, grid.patch_size
-    )
+    templates = extract_windows(ref, template_first, count, grid.spacing, grid.patch_size)
     out = np.full((windows.shape[0], len(OUTPUT_FIELDS)), np.nan, dtype=np.float32)
     usable = ~(np.isnan(windows).any(axis=(1, 2)) | np.isnan(templates).any(axis=(1, 2)))
     if usable.any():
+        if _context(matcher):
+            windows = extract_windows(matcher.transform(sec), first, count, grid.spacing, size)
+            templates = extract_windows(
+                matcher.transform(ref), template_first, count, grid.spacing, grid.patch_size
+            )
         result = matcher(templates[usable], windows[usable])
         for j, field in enumerate(OUTPUT_FIELDS):
             out[usable, j] = getattr(result, field)
@@ -149,11 +166,12 @@ def _match_block(
     grid: GridSpec,
     matcher: Matcher,
     plans: tuple[AxisPlan, AxisPlan],
+    overlap: int,
     block_id: tuple[int, int] | None = None,
 ) -> np.ndarray:
     assert block_id is not None
     by, bx = block_id[0], block_id[1]
-    first = (_origin(plans[0], by, grid), _origin(plans[1], bx, grid))
+    first = (_origin(plans[0], by, grid, overlap), _origin(plans[1], bx, grid, overlap))
     count = (plans[0].points[by], plans[1].points[bx])
     return match_arrays(ref, sec, grid, matcher, first, count)
 
@@ -192,7 +210,8 @@ def match_blockwise(
 
     shape = tuple(ref.shape)
     target = _target_chunks(ref, default_chunk)
-    plans = (plan_axis(shape[0], grid, target[0]), plan_axis(shape[1], grid, target[1]))
+    depth = grid.halo + _context(matcher)
+    plans = (plan_axis(shape[0], grid, target[0], depth), plan_axis(shape[1], grid, target[1], depth))
     chunks = (plans[0].chunks, plans[1].chunks)
     logger.debug("blockwise plan: input chunks %s, points per chunk %s", chunks,
                  (plans[0].points, plans[1].points))
@@ -209,7 +228,7 @@ def match_blockwise(
         _match_block,
         ref_d,
         sec_d,
-        depth=grid.halo,
+        depth=depth,
         boundary=np.nan,
         trim=False,
         allow_rechunk=False,
@@ -222,4 +241,5 @@ def match_blockwise(
         grid=grid,
         matcher=matcher,
         plans=plans,
+        overlap=depth,
     )
