@@ -23,6 +23,7 @@ from .exceptions import (
     TrackOffError,
     UnknownMethodError,
 )
+from .filters import fill_gaps, filter_median, filter_offsets, filter_score, filter_velocity
 from .grid import GridSpec
 from .io import open_image
 from .matchers import available_methods, get_matcher, register_matcher
@@ -45,6 +46,11 @@ __all__ = [
     "UnknownMethodError",
     "__version__",
     "available_methods",
+    "fill_gaps",
+    "filter_median",
+    "filter_offsets",
+    "filter_score",
+    "filter_velocity",
     "get_matcher",
     "offsets",
     "open_image",

@@ -1,14 +1,40 @@
-"""The ``trackoff`` command line."""
+"""The ``trackoff`` command line: ``run``, ``plot``, ``info`` and ``demo``.
+
+Errors a user can fix (a :class:`~trackoff_xr.TrackOffError`, a missing file,
+a bad option) print one line and exit with status 2; ``--debug`` shows the
+traceback instead.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import sys
+import warnings
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
 
 import click
 
 from .exceptions import TrackOffError
 
 __all__ = ["cli", "main"]
+
+_STATE = {"debug": False}
+
+
+def _debug_option(func: Any) -> Any:
+    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            _STATE["debug"] = True
+            logging.basicConfig(level=logging.WARNING)
+            logging.getLogger("trackoff_xr").setLevel(logging.DEBUG)
+
+    return click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
+                        callback=callback,
+                        help="Log the choices made and show tracebacks on errors.")(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,8 +44,315 @@ def cli() -> None:
 
     \b
     Examples:
+      trackoff run before.tif after.tif --out result.zarr
+      trackoff info result.zarr
+      trackoff plot result.zarr --out figures/
       trackoff demo                 # generated pair -> demo_output/
+    """  # noqa: D301 (click's \b needs a real backspace)
+
+
+@cli.command()
+@click.argument("ref", metavar="REF")
+@click.argument("sec", metavar="SEC")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=True, file_okay=False),
+              help="Zarr store to write (replaced if it exists).")
+@click.option("--method", default="ncc", show_default=True,
+              type=click.Choice(["ncc", "cnn", "classifier"]), help="Matcher.")
+@click.option("--patch-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Template edge, pixels.")
+@click.option("--spacing", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Distance between grid points, pixels.")
+@click.option("--search-radius", default=16, show_default=True, type=click.IntRange(min=0),
+              help="Largest offset searched along each axis, pixels.")
+@click.option("--chunks", default=2048, show_default=True, type=click.IntRange(min=64),
+              help="Dask chunk edge for reading the images, pixels.")
+@click.option("--scheduler", default="threads", show_default=True,
+              type=click.Choice(["threads", "processes", "distributed"]),
+              help="Dask scheduler; 'distributed' starts a local cluster.")
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Threads, processes or cluster workers (default: one per core).")
+@click.option("--filter/--no-filter", "apply_filter", default=True, show_default=True,
+              help="Apply the default filter chain (score + median/MAD test).")
+@click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write the valid points as CSV.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@_debug_option
+def run(ref: str, sec: str, out: str, method: str, patch_size: int, spacing: int,
+        search_radius: int, chunks: int, scheduler: str, workers: int | None,
+        apply_filter: bool, csv_path: str | None, quiet: bool) -> None:
+    """Track REF (earlier image) against SEC (later image) and write a Zarr store.
+
+    \b
+    Examples:
+      trackoff run before.tif after.tif --out result.zarr
+      trackoff run before.tif after.tif --out r.zarr --patch-size 32 --spacing 16 \\
+          --search-radius 24 --csv points.csv
+      trackoff run before.tif after.tif --out r.zarr --scheduler distributed --workers 4
+    """  # noqa: D301 (click's \b needs a real backspace)
+    import trackoff_xr
+
+    from .filters import filter_offsets
+
+    ref_image = trackoff_xr.open_image(ref, chunks=chunks)
+    sec_image = trackoff_xr.open_image(sec, chunks=chunks)
+    ds = trackoff_xr.offsets(ref_image, sec_image, patch_size=patch_size, spacing=spacing,
+                             search_radius=search_radius, method=method)
+    if apply_filter:
+        ds = filter_offsets(ds)
+    ds.attrs["reference_image"] = os.path.abspath(ref) if os.path.exists(ref) else ref
+    ds.attrs["secondary_image"] = os.path.abspath(sec) if os.path.exists(sec) else sec
+    if not quiet:
+        click.echo(f"tracking {ref_image.shape[0]} x {ref_image.shape[1]} px -> "
+                   f"{ds.sizes['y']} x {ds.sizes['x']} points with method={method!r} "
+                   f"({scheduler} scheduler)", err=True)
+    write_zarr(ds, out, scheduler=scheduler, workers=workers, progress=not quiet)
+    if csv_path:
+        _write_csv(out, csv_path)
+    if not quiet:
+        click.echo(_summary(out))
+        click.echo(f"wrote {out}" + (f" and {csv_path}" if csv_path else ""))
+
+
+def _uniform_chunks(ds: Any) -> Any:
+    """Rechunk to regular chunks (Zarr needs them; offsets() may give irregular ones)."""
+    sizes = {}
+    for dim in ("y", "x"):
+        chunks = ds.chunks.get(dim) if ds.chunks else None
+        sizes[dim] = max(chunks) if chunks else ds.sizes[dim]
+    out = ds.chunk(sizes)
+    for name in out.variables:
+        out[name].encoding = {}
+    return out
+
+
+def _scheduler_context(scheduler: str, workers: int | None) -> tuple[AbstractContextManager, Any]:
+    import dask
+
+    if scheduler == "distributed":
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=workers or None, threads_per_worker=1,
+                               dashboard_address=None, processes=True)
+        client = Client(cluster)
+        return client, client
+    options: dict[str, Any] = {"scheduler": scheduler}
+    if workers:
+        options["num_workers"] = workers
+    return dask.config.set(**options), None
+
+
+def write_zarr(ds: Any, path: str | os.PathLike[str], *, scheduler: str = "threads",
+               workers: int | None = None, progress: bool = True) -> Path:
+    """Compute ``ds`` into a Zarr store at ``path``, atomically.
+
+    The store is written to a hidden sibling first and renamed into place at
+    the end, so an interrupted run never leaves a complete-looking store.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Lazy result (e.g. of :func:`trackoff_xr.offsets`).
+    path : path-like
+        Destination; an existing store there is replaced.
+    scheduler : {"threads", "processes", "distributed"}
+        Dask scheduler used for the computation.
+    workers : int, optional
+        Number of threads, processes or cluster workers.
+    progress : bool
+        Show a progress bar (dask's on local schedulers, distributed's on a
+        cluster).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    data = _uniform_chunks(ds)
+    context, client = _scheduler_context(scheduler, workers)
+    try:
+        with context, warnings.catch_warnings():
+            # consolidated metadata is not in the Zarr v3 spec yet; it still speeds up
+            # opening the store from object storage, so keep it and skip the notice
+            warnings.filterwarnings("ignore", message="Consolidated metadata",
+                                    category=UserWarning)
+            delayed = data.to_zarr(tmp, mode="w", compute=False, consolidated=True)
+            if client is not None:
+                future = client.compute(delayed)
+                if progress:
+                    from distributed import progress as show_progress
+
+                    show_progress(future)
+                    click.echo("", err=True)
+                future.result()
+            else:
+                from dask.diagnostics import ProgressBar
+
+                bar: AbstractContextManager = (ProgressBar(minimum=1.0, out=sys.stderr)
+                                               if progress else nullcontext())
+                with bar:
+                    delayed.compute()
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if client is not None:
+            cluster = client.cluster
+            client.close()
+            cluster.close()
+    return target
+
+
+def _open_result(path: str) -> Any:
+    import xarray as xr
+
+    if not os.path.exists(path):
+        raise click.BadParameter(f"no Zarr store at {path!r}; pass the --out path of "
+                                 "'trackoff run'", param_hint="RESULT")
+    try:
+        ds = xr.open_zarr(path)
+    except Exception as exc:  # zarr raises several unrelated types
+        raise click.BadParameter(f"{path!r} is not a readable Zarr store ({exc}); pass the "
+                                 "--out path of 'trackoff run'", param_hint="RESULT") from exc
+    if "dx" not in ds or "dy" not in ds:
+        raise click.BadParameter(f"{path!r} holds {sorted(map(str, ds.data_vars))}, not dx and "
+                                 "dy; pass a store written by 'trackoff run'",
+                                 param_hint="RESULT")
+    return ds
+
+
+def _write_csv(store: str, csv_path: str) -> None:
+    ds = _open_result(store)
+    names = [n for n in ("dx", "dy", "score", "vx", "vy", "v", "interp_mask") if n in ds]
+    frame = ds[names + (["valid"] if "valid" in ds else [])].to_dataframe()
+    if "valid" in frame:
+        frame = frame[frame["valid"].astype(bool)].drop(columns="valid")
+    frame = frame.drop(columns=[c for c in frame.columns if c not in names])
+    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+    frame.reset_index().to_csv(csv_path, index=False, float_format="%.4f")
+
+
+def _summary(store: str) -> str:
+    import numpy as np
+
+    ds = _open_result(store).compute()
+    valid = np.isfinite(ds.dx.values) & np.isfinite(ds.dy.values)
+    if "valid" in ds:
+        valid &= ds.valid.values.astype(bool)
+    n = valid.size
+    lines = [f"grid: {ds.sizes['y']} x {ds.sizes['x']} points ({n}), "
+             f"patch {ds.attrs.get('patch_size')} px, spacing {ds.attrs.get('spacing')} px, "
+             f"search radius {ds.attrs.get('search_radius')} px, method {ds.attrs.get('method')}",
+             f"valid: {int(valid.sum())} points ({100 * valid.sum() / max(n, 1):.1f}%)"]
+    if valid.any():
+        mag = np.hypot(ds.dx.values, ds.dy.values)[valid]
+        lines.append(f"offset: median {np.median(mag):.3f} px, max {mag.max():.3f} px "
+                     f"(median dx {np.median(ds.dx.values[valid]):.3f}, "
+                     f"dy {np.median(ds.dy.values[valid]):.3f})")
+        if "v" in ds:
+            v = ds.v.values[valid & np.isfinite(ds.v.values)]
+            units = ds.v.attrs.get("units", "")
+            if v.size:
+                lines.append(f"velocity: median {np.median(v):.3f} {units}, "
+                             f"max {v.max():.3f} {units}")
+    if ds.attrs.get("filters"):
+        lines.append(f"filters: {ds.attrs['filters']}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("result", metavar="RESULT")
+@_debug_option
+def info(result: str) -> None:
+    """Summarise a RESULT store: grid, valid fraction, offsets (and velocities).
+
+    \b
+    Example:
+      trackoff info result.zarr
+    """  # noqa: D301 (click's \b needs a real backspace)
+    click.echo(_summary(result))
+
+
+FIGURES = ("velocity", "score", "histogram", "comparison")
+
+
+@cli.command()
+@click.argument("result", metavar="RESULT")
+@click.option("--out", "out", default="figures", show_default=True,
+              help="Folder for the PNGs, or a .png file with one --figure.")
+@click.option("--figure", "figures", multiple=True, type=click.Choice(FIGURES + ("all",)),
+              default=("all",), show_default=True, help="Which figure(s) to draw.")
+@click.option("--background", default=None,
+              help="Image drawn under the motion map (default: the run's reference "
+                   "image, when the file is still there; 'none' for no image).")
+@click.option("--dpi", default=110, show_default=True, type=click.IntRange(min=20))
+@click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
+@_debug_option
+def plot(result: str, out: str, figures: tuple[str, ...], background: str | None, dpi: int,
+         quiet: bool) -> None:
+    """Draw PNG figures of a RESULT store written by 'trackoff run'.
+
+    Writes velocity_map.png (motion over the reference image), score_map.png,
+    offset_histogram.png and, for an unfiltered result, filter_comparison.png
+    (what the default filters would remove).
+
+    \b
+    Examples:
+      trackoff plot result.zarr --out figures/
+      trackoff demo --out demo_output && \\
+          trackoff plot demo_output/offsets.zarr --figure velocity --out docs/figures/demo.png
+    """  # noqa: D301 (click's \b needs a real backspace)
+    import trackoff_xr
+
+    from . import plot as plots
+    from .filters import filter_offsets
+
+    ds = _open_result(result)
+    wanted = FIGURES if "all" in figures else tuple(dict.fromkeys(figures))
+    single_file = out.lower().endswith(".png")
+    if single_file and len(wanted) != 1:
+        raise click.BadParameter(f"--out {out!r} is one file but {len(wanted)} figures were "
+                                 "asked for; pick one with --figure, or give a folder",
+                                 param_hint="--out")
+    image = None
+    if "velocity" in wanted:
+        path = background if background is not None else ds.attrs.get("reference_image")
+        if path and path.lower() != "none" and (background is not None or os.path.exists(path)):
+            image = trackoff_xr.open_image(path, chunks=2048)
+    made: dict[str, Any] = {}
+    if "velocity" in wanted:
+        made["velocity_map"] = plots.velocity_map(ds, background=image)
+    if "score" in wanted and "score" in ds:
+        made["score_map"] = plots.score_map(ds)
+    if "histogram" in wanted:
+        made["offset_histogram"] = plots.offset_histogram(ds)
+    if "comparison" in wanted and not ds.attrs.get("filters"):
+        made["filter_comparison"] = plots.filter_comparison(ds, filter_offsets(ds))
+    if not made:
+        raise click.BadParameter(f"nothing to draw for --figure {' '.join(figures)} (the "
+                                 "comparison needs an unfiltered result: run with --no-filter)",
+                                 param_hint="--figure")
+    if single_file:
+        paths = {name: Path(out) for name in made}
+    else:
+        paths = {name: Path(out) / f"{name}.png" for name in made}
+    for name, fig in made.items():
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(paths[name], dpi=dpi)
+        if not quiet:
+            click.echo(f"wrote {paths[name]}")
 
 
 @cli.command()
@@ -28,6 +361,7 @@ def cli() -> None:
 @click.option("--size", default=1024, show_default=True, help="Image edge in pixels.")
 @click.option("--method", default="ncc", show_default=True, help="Matcher to run.")
 @click.option("--seed", default=42, show_default=True, help="Seed of the generated pair.")
+@_debug_option
 def demo(out_dir: str, size: int, method: str, seed: int) -> None:
     """Track a generated SAR-like glacier pair and score it against the known motion."""
     from .demo import run_demo
@@ -41,15 +375,41 @@ def demo(out_dir: str, size: int, method: str, seed: int) -> None:
     click.echo(f"wrote {result.zarr_path} and {result.figure_path}")
 
 
-def main() -> None:
-    """Entry point: run the CLI, turning TrackOffError into one line and exit code 2."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; user errors print one line and exit with status 2.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+    """
+    _STATE["debug"] = False
     try:
-        cli.main(standalone_mode=False)
-    except TrackOffError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        cli.main(args=argv, prog_name="trackoff", standalone_mode=False)
     except click.exceptions.Abort:
+        click.echo("aborted", err=True)
         sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        hint = ""
+        if exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
         sys.exit(2)
+    except (TrackOffError, click.ClickException, FileNotFoundError) as exc:
+        if _STATE["debug"]:
+            raise
+        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        click.echo(f"error: {_one_line(message)}", err=True)
+        sys.exit(2)
+    except Exception as exc:
+        if _STATE["debug"]:
+            raise
+        click.echo(f"error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug "
+                   "for the traceback)", err=True)
+        sys.exit(1)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())

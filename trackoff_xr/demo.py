@@ -106,7 +106,7 @@ def run_demo(
     err = np.hypot(ds.dx - ds.true_dx, ds.dy - ds.true_dy).values[valid]
     rmse = float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
     zarr_path = out / "offsets.zarr"
-    ds.to_zarr(zarr_path, mode="w", consolidated=True)
+    ds.to_zarr(zarr_path, mode="w", consolidated=False)
     figure_path = out / "offsets.png"
     _figure(ref, ds, figure_path)
     return DemoResult(ds, zarr_path, figure_path, rmse, float(valid.mean()))

@@ -1,0 +1,155 @@
+"""The ``trackoff`` command line: run, info, plot, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import trackoff_xr
+from trackoff_xr.cli import main, write_zarr
+from trackoff_xr.filters import filter_offsets
+
+from .conftest import shared_file
+
+
+def trackoff(*args, cwd=None):
+    """Run ``trackoff`` through main() in a subprocess, as a user would."""
+    code = "import sys; from trackoff_xr.cli import main; sys.argv[0] = 'trackoff'; main()"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def glacier_files():
+    return (shared_file("glacier_synthetic", "DJ_before.tiff"),
+            shared_file("glacier_synthetic", "DJ_after.tiff"))
+
+
+@pytest.fixture(scope="module")
+def glacier_run(glacier_files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "result.zarr"
+    csv = out.parent / "points.csv"
+    proc = trackoff("run", *glacier_files, "--out", out, "--no-filter", "--csv", csv,
+                    "--chunks", "512")
+    assert proc.returncode == 0, proc.stderr
+    return out, csv, proc
+
+
+def test_run_matches_python_api(glacier_files, glacier_run):
+    out, csv, proc = glacier_run
+    ref = trackoff_xr.open_image(glacier_files[0], chunks=512)
+    sec = trackoff_xr.open_image(glacier_files[1], chunks=512)
+    expected = trackoff_xr.offsets(ref, sec, method="ncc").compute()
+    got = xr.open_zarr(out).compute()
+    np.testing.assert_array_equal(got.dx.values, expected.dx.values)
+    np.testing.assert_array_equal(got.dy.values, expected.dy.values)
+    np.testing.assert_array_equal(got.valid.values, expected.valid.values)
+    assert got.attrs["method"] == "ncc" and "filters" not in got.attrs
+    assert np.nanmedian(got.dy) == pytest.approx(3.0, abs=0.01)
+    assert np.nanmedian(got.dx) == pytest.approx(8.0, abs=0.01)
+    # no temporary sibling left behind
+    assert sorted(p.name for p in out.parent.iterdir()) == ["points.csv", "result.zarr"]
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "y,x,dx,dy,score"
+    assert len(lines) - 1 == int(expected.valid.sum())
+    assert "valid:" in proc.stdout and "100% Completed" in proc.stderr
+
+
+def test_run_with_filter_equals_filter_offsets(glacier_files, tmp_path):
+    out = tmp_path / "f.zarr"
+    proc = trackoff("run", *glacier_files, "--out", out, "--quiet", "--scheduler", "processes",
+                    "--workers", "2", "--spacing", "64")
+    assert proc.returncode == 0, proc.stderr
+    # quiet: no summary, no progress bar (worker processes may still print the
+    # NotGeoreferencedWarning that io.open_image silences only in the parent process)
+    assert proc.stdout == "" and "Completed" not in proc.stderr
+    ref = trackoff_xr.open_image(glacier_files[0])
+    sec = trackoff_xr.open_image(glacier_files[1])
+    expected = filter_offsets(trackoff_xr.offsets(ref, sec, spacing=64, method="ncc")).compute()
+    got = xr.open_zarr(out).compute()
+    np.testing.assert_array_equal(got.dx.values, expected.dx.values)
+    np.testing.assert_array_equal(got.valid.values, expected.valid.values)
+    assert got.attrs["filters"] == expected.attrs["filters"]
+
+
+def test_info(glacier_run):
+    proc = trackoff("info", glacier_run[0])
+    assert proc.returncode == 0, proc.stderr
+    assert "grid: 59 x 44 points" in proc.stdout
+    assert "valid:" in proc.stdout and "median 8.54" in proc.stdout
+
+
+def test_plot_writes_pngs(glacier_run, tmp_path):
+    proc = trackoff("plot", glacier_run[0], "--out", tmp_path / "figs")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert names == ["filter_comparison.png", "offset_histogram.png", "score_map.png",
+                     "velocity_map.png"]
+    for p in (tmp_path / "figs").iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    one = tmp_path / "one.png"
+    proc = trackoff("plot", glacier_run[0], "--figure", "velocity", "--out", one,
+                    "--background", "none")
+    assert proc.returncode == 0, proc.stderr
+    assert one.exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "missing_before.tif", "missing_after.tif", "--out", "x.zarr"],
+         "missing_before.tif"),
+        (["run", "a.tif", "b.tif", "--out", "x.zarr", "--bogus"], "--bogus"),
+        (["run", "a.tif", "b.tif", "--out", "x.zarr", "--scheduler", "mpi"], "mpi"),
+        (["info", "nowhere.zarr"], "nowhere.zarr"),
+        (["plot", "nowhere.zarr"], "nowhere.zarr"),
+    ],
+)
+def test_errors_are_one_line_exit_2(args, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["trackoff", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err
+    assert "Traceback" not in err
+
+
+def test_trackoff_errors_one_line_and_debug_traceback(glacier_files, tmp_path):
+    args = ("run", *glacier_files, "--out", tmp_path / "x.zarr", "--patch-size", "4")
+    proc = trackoff(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: patch_size=4 is smaller than the minimum of 8 pixels; use patch_size >= 8"]
+    proc = trackoff(*args, "--debug")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    proc = trackoff("run", *glacier_files, "--out", tmp_path / "x.zarr", "--method", "cnn")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "method='ncc'" in proc.stderr
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_help_has_examples():
+    proc = trackoff("run", "--help")
+    assert proc.returncode == 0
+    assert "Examples:" in proc.stdout and "trackoff run before.tif after.tif" in proc.stdout
+    assert "trackoff plot result.zarr" in trackoff("--help").stdout
+
+
+def test_write_zarr_is_atomic_and_regular(tmp_path):
+    import dask.array as da
+
+    data = da.from_array(np.arange(30.0).reshape(5, 6), chunks=((2, 3), (4, 2)))
+    ds = xr.Dataset({"dx": (("y", "x"), data), "dy": (("y", "x"), data)})
+    path = tmp_path / "out.zarr"
+    path.mkdir()
+    (path / "stale").write_text("old store")
+    write_zarr(ds, path, progress=False)
+    assert not (path / "stale").exists()
+    back = xr.open_zarr(path)
+    xr.testing.assert_identical(back.compute(), ds.compute())
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
