@@ -26,6 +26,24 @@ from .exceptions import (
 from .filters import fill_gaps, filter_median, filter_offsets, filter_score, filter_velocity
 from .grid import GridSpec
 from .io import open_image
+from .sentinel1 import (
+    CalibrationNotAvailableError,
+    NotASafeProductError,
+    PolarisationError,
+    PolarisationMismatchWarning,
+    check_s1_pair,
+    open_safe,
+)
+from .velocity import MissingMetadataError, pair_metadata, velocity
+from .writers import (
+    IncompleteStoreError,
+    OutputExistsError,
+    append_pair,
+    open_zarr,
+    to_csv,
+    to_geotiff,
+    to_zarr,
+)
 from .matchers import available_methods, get_matcher, register_matcher
 from .tracking import offsets
 
@@ -35,16 +53,25 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "CalibrationNotAvailableError",
     "DimensionError",
     "GridMismatchError",
     "GridSpec",
     "ImageReadError",
     "ImageTooSmallError",
+    "IncompleteStoreError",
     "InvalidParameterError",
     "MethodNotAvailableError",
+    "MissingMetadataError",
+    "NotASafeProductError",
+    "OutputExistsError",
+    "PolarisationError",
+    "PolarisationMismatchWarning",
     "TrackOffError",
     "UnknownMethodError",
     "__version__",
+    "append_pair",
+    "check_s1_pair",
     "available_methods",
     "fill_gaps",
     "filter_median",
@@ -54,5 +81,12 @@ __all__ = [
     "get_matcher",
     "offsets",
     "open_image",
+    "open_safe",
+    "open_zarr",
+    "pair_metadata",
     "register_matcher",
+    "to_csv",
+    "to_geotiff",
+    "to_zarr",
+    "velocity",
 ]

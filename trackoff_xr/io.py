@@ -1,7 +1,19 @@
-"""Reading images into lazy ``(y, x)`` DataArrays with rioxarray."""
+"""Reading images into lazy ``(y, x)`` DataArrays with rioxarray.
+
+:func:`open_image` reads any raster GDAL reads (GeoTIFF/COG, PNG, JPEG, ...)
+from a local path, a GDAL virtual path (``/vsicurl/...``), or a URL:
+``https://``/``http://`` go through ``/vsicurl/``, ``s3://`` through
+``/vsis3/``, ``gs://`` through ``/vsigs/``, ``az://``/``abfs://`` through
+``/vsiaz/`` (GDAL streams the byte ranges it needs, so COGs are read lazily
+block by block); a file on any other fsspec protocol (``memory://``,
+``ftp://``, ...) is first copied to fsspec's local ``simplecache``.
+Sentinel-1 ``.SAFE`` folders and their ``.zip`` archives are handed to
+:func:`trackoff_xr.sentinel1.open_safe`.
+"""
 
 from __future__ import annotations
 
+import datetime
 import os
 import warnings
 from typing import Any
@@ -9,7 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .exceptions import ImageReadError
+from .exceptions import ImageReadError, InvalidParameterError
 
 __all__ = ["open_image"]
 
@@ -17,19 +29,88 @@ __all__ = ["open_image"]
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+# URL schemes GDAL reads natively, and the virtual file system for each
+_GDAL_SCHEMES = {
+    "http": "/vsicurl/",
+    "https": "/vsicurl/",
+    "s3": "/vsis3/",
+    "gs": "/vsigs/",
+    "gcs": "/vsigs/",
+    "az": "/vsiaz/",
+    "abfs": "/vsiaz/",
+}
+
+
 def _is_url(path: str) -> bool:
     return "://" in path or path.startswith("/vsi")
 
 
-def open_image(path: str | os.PathLike[str], chunks: Any = 2048) -> xr.DataArray:
+def _is_safe(path: str) -> bool:
+    name = path.rstrip("/\\").lower()
+    if name.endswith((".safe", ".zip")):
+        return True
+    return os.path.isfile(os.path.join(path, "manifest.safe"))
+
+
+def _gdal_path(path: str) -> tuple[str, dict[str, Any]]:
+    """Map ``path`` to what rasterio opens: a GDAL path plus extra open arguments."""
+    if path.startswith("/vsi") or "://" not in path:
+        return path, {}
+    scheme, rest = path.split("://", 1)
+    scheme = scheme.lower()
+    if scheme == "file":
+        return rest, {}
+    if scheme in ("http", "https"):
+        return _GDAL_SCHEMES[scheme] + path, {}
+    if scheme in _GDAL_SCHEMES:
+        return _GDAL_SCHEMES[scheme] + rest, {}
+    try:
+        import fsspec
+    except ImportError as exc:  # pragma: no cover - fsspec ships with dask
+        raise ImageReadError(
+            f"{path!r} needs fsspec to be read; install it with `pip install fsspec`"
+        ) from exc
+    try:
+        fs, fs_path = fsspec.core.url_to_fs(path)
+    except (ImportError, ValueError) as exc:
+        raise ImageReadError(
+            f"no fsspec file system for {scheme!r} in {path!r} ({exc}); install the "
+            "fsspec plugin for it or pass a local path"
+        ) from exc
+    if not fs.exists(fs_path):
+        raise ImageReadError(f"no file at {path!r}; check the URL")
+    # GDAL cannot stream from this file system: copy the file to fsspec's local
+    # cache once and read that lazily (rasterio's Python-opener bridge breaks when
+    # dask threads open and close the dataset)
+    local = fsspec.open_local(f"simplecache::{path}")
+    return str(local), {}
+
+
+def open_image(
+    path: str | os.PathLike[str],
+    chunks: Any = 2048,
+    *,
+    date: Any = None,
+    **safe_options: Any,
+) -> xr.DataArray:
     """Open a GeoTIFF or PNG/JPEG as a lazy, float32, single-band ``(y, x)`` image.
 
     Parameters
     ----------
     path : str or path-like
-        Any raster GDAL reads: GeoTIFF/COG, PNG, JPEG, ...
+        Any raster GDAL reads: GeoTIFF/COG, PNG, JPEG, ..., as a local path,
+        a GDAL ``/vsi...`` path or a URL (``https://``, ``s3://``, ``gs://``,
+        or any fsspec protocol). A Sentinel-1 ``.SAFE`` folder or its
+        ``.zip`` is opened with :func:`trackoff_xr.sentinel1.open_safe`.
     chunks : int, tuple, dict or "auto", default 2048
         Dask chunks for the pixels; ``None`` reads eagerly into numpy.
+    date : str, datetime or numpy.datetime64, optional
+        Acquisition time of the image, stored as the ``acquisition_start``
+        attribute (ISO 8601) so that :func:`trackoff_xr.velocity.velocity`
+        can find the time between two images.
+    **safe_options
+        For ``.SAFE`` products only: ``polarisation`` and ``calibration``,
+        passed to :func:`~trackoff_xr.sentinel1.open_safe`.
 
     Returns
     -------
@@ -37,7 +118,8 @@ def open_image(path: str | os.PathLike[str], chunks: Any = 2048) -> xr.DataArray
         Dims ``(y, x)``, float32. RGB(A) images are converted to luminance
         (alpha ignored). Images without georeferencing get pixel-index
         coordinates ``0 .. N-1``; georeferenced ones keep their coordinates
-        and ``spatial_ref``.
+        and ``spatial_ref`` (CRS and GeoTransform, as rioxarray writes them).
+        Nodata pixels (the file's nodata value) are NaN.
 
     Raises
     ------
@@ -66,10 +148,26 @@ def open_image(path: str | os.PathLike[str], chunks: Any = 2048) -> xr.DataArray
             f"no file at {path_str!r}; check the path (relative paths are taken from "
             f"{os.getcwd()!r})"
         )
+    if not _is_url(path_str) and _is_safe(path_str):
+        from .sentinel1 import open_safe
+
+        image = open_safe(path_str, chunks=chunks, **safe_options)
+        if date is not None:
+            image.attrs["acquisition_start"] = _iso(date)
+        return image
+    if safe_options:
+        raise InvalidParameterError(
+            f"{sorted(safe_options)} only apply to Sentinel-1 .SAFE products, but "
+            f"{path_str!r} is not one; drop these arguments"
+        )
+    gdal_path, open_kwargs = _gdal_path(path_str)
+    chunks = _raster_chunks(chunks)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            raw = rioxarray.open_rasterio(path_str, chunks=chunks, masked=True, lock=False)
+            raw = rioxarray.open_rasterio(
+                gdal_path, chunks=chunks, masked=True, lock=False, **open_kwargs
+            )
     except (RasterioIOError, OSError, ValueError) as exc:
         raise ImageReadError(
             f"could not read {path_str!r} as a raster image ({exc}); pass a GeoTIFF, "
@@ -77,8 +175,7 @@ def open_image(path: str | os.PathLike[str], chunks: Any = 2048) -> xr.DataArray
         ) from exc
     if isinstance(raw, list):
         raise ImageReadError(
-            f"{path_str!r} holds several subdatasets; open the one you want by its GDAL "
-            "name"
+            f"{path_str!r} holds several subdatasets; open the one you want by its GDAL name"
         )
     image = _to_gray(raw)
     georeferenced = raw.rio.crs is not None or not raw.rio.transform().is_identity
@@ -90,9 +187,34 @@ def open_image(path: str | os.PathLike[str], chunks: Any = 2048) -> xr.DataArray
             x=np.arange(image.sizes["x"], dtype=np.float64),
         )
         image = image.drop_vars("spatial_ref", errors="ignore")
-    image.name = os.path.splitext(os.path.basename(path_str))[0]
+    image.name = os.path.splitext(os.path.basename(path_str.rstrip("/")))[0]
     image.attrs["source"] = path_str
+    if date is not None:
+        image.attrs["acquisition_start"] = _iso(date)
     return image
+
+
+def _raster_chunks(chunks: Any) -> Any:
+    """Chunks for rioxarray's (band, y, x) array from our (y, x) ones."""
+    if isinstance(chunks, (tuple, list)) and len(chunks) == 2:
+        return {"band": 1, "y": chunks[0], "x": chunks[1]}
+    return chunks
+
+
+def _iso(date: Any) -> str:
+    """``date`` as an ISO 8601 string (no time zone: UTC assumed)."""
+    if getattr(date, "tzinfo", None) is not None:
+        date = date.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    try:
+        value = np.datetime64(date)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            f"date={date!r} is not a date; pass an ISO 8601 string such as "
+            "'2024-02-03' or '2024-02-03T05:26:23', a datetime or a numpy.datetime64"
+        ) from exc
+    if np.isnat(value):
+        raise InvalidParameterError(f"date={date!r} is not a date; pass e.g. '2024-02-03'")
+    return str(value)
 
 
 def _to_gray(raw: xr.DataArray) -> xr.DataArray:

@@ -16,6 +16,7 @@ from .blockwise import OUTPUT_FIELDS, match_blockwise
 from .grid import GridSpec
 from .matchers import get_matcher
 from .validation import check_image, check_pair
+from .velocity import pair_metadata
 
 __all__ = ["offsets"]
 
@@ -161,4 +162,5 @@ def _attributes(grid: GridSpec, matcher: Any, ref: xr.DataArray, sec: xr.DataArr
         "software_version": __version__,
     }
     attrs.update({f"{matcher.name}_{k}": v for k, v in matcher.describe().items()})
+    attrs.update(pair_metadata(ref, sec))
     return attrs

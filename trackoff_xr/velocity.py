@@ -1,0 +1,455 @@
+"""From offsets in pixels to ice velocity in metres per year.
+
+:func:`velocity` needs two things the offsets alone do not have: the size of
+a pixel on the ground and the time between the images. It finds them, in
+this order:
+
+* explicit arguments (``pixel_size=``, ``days=``) always win;
+* attributes of the offsets Dataset (``pixel_size_x``/``pixel_size_y``,
+  ``range_pixel_spacing``/``azimuth_pixel_spacing``, ``date_dt``,
+  ``acquisition_date_img1``/``acquisition_date_img2``), as
+  :func:`pair_metadata` writes them;
+* the two images themselves, passed as ``ref=``/``sec=``;
+* for map rasters, the grid coordinates: neighbouring points are
+  ``spacing`` pixels apart, so ``pixel = (x[1] - x[0]) / spacing``.
+
+Three geometries, named in the ``geometry`` attribute:
+
+``"map"``
+    A projected CRS (e.g. EPSG:3413). ``vx``/``vy`` follow the CRS axes:
+    ``vx = dx * pixel_width``, ``vy = dy * pixel_height`` with the signed
+    GeoTransform values, i.e. ``vy = -dy * |pixel height|`` on a north-up
+    raster.
+``"radar"``
+    Sentinel-1 GRD in radar geometry (from :func:`trackoff_xr.sentinel1.open_safe`).
+    Columns run in ground range, rows along the flight direction (azimuth),
+    neither is east or north, so the components are named honestly
+    ``v_range`` (toward far range) and ``v_azimuth`` (along the flight
+    direction); ``v`` is the horizontal speed. Reproject the images to a map
+    CRS first (``image.rio.reproject("EPSG:3413")`` uses the product's ground
+    control points) to get ``vx``/``vy``.
+``"image"``
+    No georeferencing (e.g. a PNG). ``pixel_size=`` is needed, and ``vx``,
+    ``vy`` assume a north-up image (row 0 at the top).
+
+A year is 365.25 days.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .exceptions import DimensionError, InvalidParameterError, TrackOffError
+
+__all__ = [
+    "DAYS_PER_YEAR",
+    "MissingMetadataError",
+    "acquisition_time",
+    "pair_metadata",
+    "velocity",
+]
+
+DAYS_PER_YEAR = 365.25
+
+# attributes that may hold an image's acquisition time, most specific first
+_TIME_ATTRS = (
+    "acquisition_start",
+    "acquisition_date",
+    "first_line_time",
+    "start_time",
+    "date",
+    "datetime",
+    "TIFFTAG_DATETIME_ACQUISITION",
+)
+
+_STANDARD_NAMES = {
+    "vx": "land_ice_surface_x_velocity",
+    "vy": "land_ice_surface_y_velocity",
+    "v": "land_ice_surface_velocity",
+}
+
+
+class MissingMetadataError(TrackOffError, ValueError):
+    """A pixel size or a time span is needed but could not be found."""
+
+
+def acquisition_time(image: xr.DataArray | dict[str, Any]) -> np.datetime64 | None:
+    """Return the acquisition time recorded on ``image`` (UTC), or ``None``.
+
+    Looks at the attributes ``acquisition_start``, ``acquisition_date``,
+    ``first_line_time``, ``start_time``, ``date``, ``datetime``.
+
+    Examples
+    --------
+    >>> img = xr.DataArray(np.zeros((2, 2)), dims=("y", "x"),
+    ...                    attrs={"acquisition_start": "2024-02-03T05:26:23"})
+    >>> acquisition_time(img)
+    np.datetime64('2024-02-03T05:26:23.000000')
+    """
+    attrs = image.attrs if isinstance(image, xr.DataArray) else image
+    for key in _TIME_ATTRS:
+        value = attrs.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str):
+            value = _normalise_date_string(value)
+        elif getattr(value, "tzinfo", None) is not None:
+            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        try:
+            out = np.datetime64(value, "us")
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameterError(
+                f"attribute {key}={attrs.get(key)!r} is not a date; set it to an ISO 8601 "
+                "string such as '2024-02-03T05:26:23' or pass days= to velocity()"
+            ) from exc
+        if not np.isnat(out):
+            return out
+    return None
+
+
+def _normalise_date_string(value: str) -> str:
+    value = value.strip()
+    if value.endswith("Z"):
+        value = value[:-1]
+    if re.match(r"^\d{4}:\d{2}:\d{2}", value):  # TIFF tags: "2024:02:03 05:26:23"
+        value = value.replace(":", "-", 2)
+    return value.replace(" ", "T", 1)
+
+
+def _grid_mapping(obj: xr.Dataset | xr.DataArray) -> dict[str, Any] | None:
+    if "spatial_ref" not in obj.coords:
+        return None
+    return dict(obj.coords["spatial_ref"].attrs)
+
+
+def _is_geographic(grid_mapping: dict[str, Any]) -> bool:
+    wkt = grid_mapping.get("crs_wkt") or grid_mapping.get("spatial_ref")
+    if not wkt:
+        return False
+    from pyproj import CRS
+
+    return bool(CRS.from_wkt(wkt).is_geographic)
+
+
+def _geometry_of(obj: xr.Dataset | xr.DataArray) -> str:
+    if obj.attrs.get("geometry") in ("map", "radar", "image"):
+        return str(obj.attrs["geometry"])
+    gm = _grid_mapping(obj)
+    if gm is None:
+        return "image"
+    if "gcps" in gm:
+        return "radar"
+    if gm.get("crs_wkt") or gm.get("spatial_ref"):
+        return "map"
+    return "image"
+
+
+def pair_metadata(ref: xr.DataArray, sec: xr.DataArray) -> dict[str, Any]:
+    """Attributes an offsets Dataset needs for :func:`velocity`, read from its images.
+
+    Parameters
+    ----------
+    ref, sec : xarray.DataArray
+        The reference and secondary images, as :func:`trackoff_xr.open_image`
+        or :func:`trackoff_xr.sentinel1.open_safe` return them.
+
+    Returns
+    -------
+    dict
+        ``geometry`` (``"map"``, ``"radar"`` or ``"image"``); for maps
+        ``pixel_size_x``, ``pixel_size_y`` (signed, as in the GeoTransform:
+        negative height on north-up rasters); for radar images
+        ``range_pixel_spacing``, ``azimuth_pixel_spacing`` (metres); and when
+        both images carry acquisition times: ``acquisition_date_img1``,
+        ``acquisition_date_img2``, ``date_center`` (ISO 8601, UTC) and
+        ``date_dt`` (days), named as in ITS_LIVE. Entries that cannot be
+        known are left out.
+
+    Examples
+    --------
+    >>> import rioxarray  # noqa: F401
+    >>> img = xr.DataArray(np.zeros((3, 4), np.float32), dims=("y", "x"),
+    ...                    coords={"y": [25.0, 15.0, 5.0], "x": [5.0, 15.0, 25.0, 35.0]})
+    >>> ref = img.rio.write_crs("EPSG:3413").assign_attrs(acquisition_start="2024-02-03")
+    >>> sec = img.rio.write_crs("EPSG:3413").assign_attrs(acquisition_start="2024-02-15")
+    >>> meta = pair_metadata(ref, sec)
+    >>> meta["geometry"], meta["pixel_size_x"], meta["pixel_size_y"], meta["date_dt"]
+    ('map', 10.0, -10.0, 12.0)
+    >>> meta["date_center"]
+    '2024-02-09T00:00:00.000000'
+    """
+    meta: dict[str, Any] = {"geometry": _geometry_of(ref)}
+    if meta["geometry"] == "map":
+        size = _transform_pixel_size(ref)
+        if size is not None:
+            meta["pixel_size_x"], meta["pixel_size_y"] = size
+    elif meta["geometry"] == "radar":
+        for key in ("range_pixel_spacing", "azimuth_pixel_spacing"):
+            if key in ref.attrs:
+                meta[key] = float(ref.attrs[key])
+    t1, t2 = acquisition_time(ref), acquisition_time(sec)
+    if t1 is not None and t2 is not None:
+        meta.update(_dates(t1, t2))
+    return meta
+
+
+def _dates(t1: np.datetime64, t2: np.datetime64) -> dict[str, Any]:
+    dt = (t2 - t1) / np.timedelta64(1, "D")
+    return {
+        "acquisition_date_img1": str(t1),
+        "acquisition_date_img2": str(t2),
+        "date_center": str(t1 + (t2 - t1) / 2),
+        "date_dt": float(dt),
+    }
+
+
+def _transform_pixel_size(image: xr.DataArray) -> tuple[float, float] | None:
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    try:
+        transform = image.rio.transform(recalc=False)
+    except Exception:  # noqa: BLE001 - rioxarray raises several kinds here
+        return None
+    if transform.b != 0 or transform.d != 0:
+        raise InvalidParameterError(
+            f"the image grid is rotated (GeoTransform {tuple(transform)[:6]}); reproject it "
+            "to a north-up grid (image.rio.reproject(image.rio.crs)) or pass pixel_size="
+        )
+    if transform.is_identity:
+        return None
+    return float(transform.a), float(transform.e)
+
+
+def _grid_pixel_size(ds: xr.Dataset) -> tuple[float, float] | None:
+    spacing = ds.attrs.get("spacing")
+    if not spacing or ds.sizes.get("x", 0) < 2 or ds.sizes.get("y", 0) < 2:
+        return None
+    x, y = np.asarray(ds["x"].values), np.asarray(ds["y"].values)
+    return float(x[1] - x[0]) / float(spacing), float(y[1] - y[0]) / float(spacing)
+
+
+def _check_positive(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            f"{name}={value!r} is not a number; pass e.g. {name}=12"
+        ) from exc
+    if not np.isfinite(number) or number <= 0:
+        raise InvalidParameterError(f"{name}={value!r} must be a positive, finite number")
+    return number
+
+
+def _explicit_pixel_size(pixel_size: Any) -> tuple[float, float]:
+    if isinstance(pixel_size, Sequence) and not isinstance(pixel_size, str):
+        if len(pixel_size) != 2:
+            raise InvalidParameterError(
+                f"pixel_size={pixel_size!r} has {len(pixel_size)} values; pass one number "
+                "(square pixels) or two: (width along x/range, height along y/azimuth)"
+            )
+        return (
+            _check_positive("pixel_size[0]", pixel_size[0]),
+            _check_positive("pixel_size[1]", pixel_size[1]),
+        )
+    size = _check_positive("pixel_size", pixel_size)
+    return size, size
+
+
+def _pixel_sizes(
+    ds: xr.Dataset, meta: dict[str, Any], geometry: str, pixel_size: Any
+) -> tuple[float, float]:
+    """Signed (along x, along y) pixel sizes in metres."""
+    if geometry == "radar":
+        if pixel_size is not None:
+            return _explicit_pixel_size(pixel_size)
+        if "range_pixel_spacing" in meta and "azimuth_pixel_spacing" in meta:
+            return float(meta["range_pixel_spacing"]), float(meta["azimuth_pixel_spacing"])
+        raise MissingMetadataError(
+            "the offsets are in radar geometry but carry no pixel spacing; pass "
+            "pixel_size=(range_spacing, azimuth_spacing) in metres, or ref= and sec= "
+            "(the images from trackoff_xr.sentinel1.open_safe)"
+        )
+    signs = (1.0, -1.0)
+    known: tuple[float, float] | None = None
+    if "pixel_size_x" in meta and "pixel_size_y" in meta:
+        known = float(meta["pixel_size_x"]), float(meta["pixel_size_y"])
+    elif geometry == "map":
+        known = _grid_pixel_size(ds)
+    if known is not None:
+        signs = (float(np.sign(known[0]) or 1.0), float(np.sign(known[1]) or -1.0))
+    if pixel_size is not None:
+        sx, sy = _explicit_pixel_size(pixel_size)
+        return signs[0] * sx, signs[1] * sy
+    if geometry == "image":
+        raise MissingMetadataError(
+            "the images have no CRS, so the pixel size on the ground is unknown; pass "
+            "pixel_size= in metres (one number, or (width, height))"
+        )
+    gm = _grid_mapping(ds) or {}
+    if _is_geographic(gm):
+        raise MissingMetadataError(
+            "the images are in a geographic CRS (degrees), so pixels have no single size "
+            "in metres; reproject them to a projected CRS first, e.g. "
+            "image.rio.reproject('EPSG:3413'), or pass pixel_size= in metres"
+        )
+    if known is None:
+        raise MissingMetadataError(
+            "cannot tell the pixel size: the offsets carry no pixel_size_x/pixel_size_y "
+            "attributes and have fewer than 2 grid points per axis; pass pixel_size= in "
+            "metres, or ref= and sec= (the images)"
+        )
+    return known
+
+
+def _days(meta: dict[str, Any], days: Any) -> float:
+    if days is not None:
+        return _check_positive("days", days)
+    if meta.get("date_dt") is not None:
+        dt = float(meta["date_dt"])
+    else:
+        t1 = acquisition_time({"date": meta.get("acquisition_date_img1")})
+        t2 = acquisition_time({"date": meta.get("acquisition_date_img2")})
+        if t1 is None or t2 is None:
+            raise MissingMetadataError(
+                "the time between the images is unknown (no date_dt or acquisition dates "
+                "on the offsets); pass days= (e.g. days=12), or ref= and sec= images that "
+                "carry acquisition times (open_image(path, date='2024-02-03'))"
+            )
+        dt = float((t2 - t1) / np.timedelta64(1, "D"))
+    if not np.isfinite(dt) or dt <= 0:
+        raise InvalidParameterError(
+            f"the secondary image is not later than the reference (date_dt={dt} days); "
+            "swap ref and sec, or pass days= explicitly"
+        )
+    return dt
+
+
+def velocity(
+    ds: xr.Dataset,
+    *,
+    days: float | None = None,
+    pixel_size: float | tuple[float, float] | None = None,
+    ref: xr.DataArray | None = None,
+    sec: xr.DataArray | None = None,
+) -> xr.Dataset:
+    """Add velocities in ``meter/year`` (and offsets in metres) to an offsets Dataset.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The result of :func:`trackoff_xr.offsets`: ``dx``, ``dy`` in pixels.
+    days : float, optional
+        Time between the images, in days. Default: ``ds.attrs["date_dt"]``,
+        or the difference of the images' acquisition times.
+    pixel_size : float or (float, float), optional
+        Pixel size on the ground in metres, one number or (along x/range,
+        along y/azimuth); magnitudes, the sign comes from the grid. Default:
+        from the attributes, the images or the map grid.
+    ref, sec : xarray.DataArray, optional
+        The images the offsets were measured on, to read pixel size and
+        acquisition times from when ``ds`` lacks them.
+
+    Returns
+    -------
+    xarray.Dataset
+        A copy of ``ds`` (lazy stays lazy) with ``dx_m``, ``dy_m`` (offsets
+        along columns and rows in metres: ``dy_m > 0`` is down the rows),
+        ``vx``, ``vy`` (map and image geometry; ``v_range``, ``v_azimuth`` in
+        radar geometry) and ``v``, in ``meter/year`` with CF standard names,
+        and the attributes ``date_dt``, ``geometry``, the pixel sizes and,
+        when known, ``acquisition_date_img1/2`` and ``date_center``.
+
+    Raises
+    ------
+    MissingMetadataError
+        No pixel size or time span could be found: the message names the
+        argument to pass.
+    InvalidParameterError
+        Non-positive ``days``/``pixel_size``, or a secondary image older than
+        the reference.
+
+    Examples
+    --------
+    >>> dx = xr.DataArray(np.array([[2.0, 4.0]], np.float32), dims=("y", "x"))
+    >>> ds = xr.Dataset({"dx": dx, "dy": -dx / 2})
+    >>> out = velocity(ds, days=73.05, pixel_size=10.0)   # 73.05 days = 0.2 year
+    >>> out.vx.values.round(3), out.vy.values.round(3)   # vy = -dy * 10 m / 0.2 yr
+    (array([[100., 200.]], dtype=float32), array([[ 50., 100.]], dtype=float32))
+    >>> out.vx.attrs["units"], out.vx.attrs["standard_name"]
+    ('meter/year', 'land_ice_surface_x_velocity')
+    """
+    if not isinstance(ds, xr.Dataset) or "dx" not in ds or "dy" not in ds:
+        got = (
+            type(ds).__name__
+            if not isinstance(ds, xr.Dataset)
+            else f"variables {list(ds.data_vars)}"
+        )
+        raise DimensionError(
+            f"velocity() needs the Dataset returned by trackoff_xr.offsets() with dx and dy; "
+            f"got {got}"
+        )
+    meta = dict(ds.attrs)
+    if (ref is None) != (sec is None):
+        raise InvalidParameterError("pass both ref= and sec=, or neither")
+    if ref is not None and sec is not None:
+        for key, value in pair_metadata(ref, sec).items():
+            meta.setdefault(key, value)
+    geometry = meta.get("geometry") or _geometry_of(ds)
+    size_x, size_y = _pixel_sizes(ds, meta, geometry, pixel_size)
+    dt = _days(meta, days)
+    years = dt / DAYS_PER_YEAR
+
+    out = ds.copy()
+    grid = {"grid_mapping": "spatial_ref"} if "spatial_ref" in ds.coords else {}
+    out["dx_m"] = (ds.dx * abs(size_x)).assign_attrs(
+        long_name="offset along columns (x) in metres", units="meter", **grid
+    )
+    out["dy_m"] = (ds.dy * abs(size_y)).assign_attrs(
+        long_name="offset along rows (y) in metres, positive down the rows",
+        units="meter",
+        **grid,
+    )
+    if geometry == "radar":
+        first, second = "v_range", "v_azimuth"
+        out[first] = (ds.dx * (abs(size_x) / years)).assign_attrs(
+            long_name="velocity along ground range (toward far range)", units="meter/year"
+        )
+        out[second] = (ds.dy * (abs(size_y) / years)).assign_attrs(
+            long_name="velocity along azimuth (flight direction)", units="meter/year"
+        )
+    else:
+        first, second = "vx", "vy"
+        out[first] = (ds.dx * (size_x / years)).assign_attrs(
+            standard_name=_STANDARD_NAMES["vx"],
+            long_name="velocity component in x direction",
+            units="meter/year",
+            **grid,
+        )
+        out[second] = (ds.dy * (size_y / years)).assign_attrs(
+            standard_name=_STANDARD_NAMES["vy"],
+            long_name="velocity component in y direction",
+            units="meter/year",
+            **grid,
+        )
+    out["v"] = np.hypot(out[first], out[second]).assign_attrs(
+        standard_name=_STANDARD_NAMES["v"],
+        long_name="velocity magnitude",
+        units="meter/year",
+        **grid,
+    )
+    attrs: dict[str, Any] = {"geometry": geometry, "date_dt": dt, "days_per_year": DAYS_PER_YEAR}
+    if geometry == "radar":
+        attrs.update(range_pixel_spacing=abs(size_x), azimuth_pixel_spacing=abs(size_y))
+    else:
+        attrs.update(pixel_size_x=size_x, pixel_size_y=size_y)
+    for key in ("acquisition_date_img1", "acquisition_date_img2", "date_center"):
+        if meta.get(key) is not None:
+            attrs[key] = meta[key]
+    out.attrs.update(attrs)
+    return out
