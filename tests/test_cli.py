@@ -54,7 +54,7 @@ def test_run_matches_python_api(glacier_files, glacier_run):
     # no temporary sibling left behind
     assert sorted(p.name for p in out.parent.iterdir()) == ["points.csv", "result.zarr"]
     lines = csv.read_text().splitlines()
-    assert lines[0] == "y,x,dx,dy,score"
+    assert lines[0] == "no,x,y,dX,dY,dX_m,dY_m,dmax,dmax_m,vel,probab"  # the paper's columns
     assert len(lines) - 1 == int(expected.valid.sum())
     assert "valid:" in proc.stdout and "100% Completed" in proc.stderr
 
@@ -128,7 +128,7 @@ def test_trackoff_errors_one_line_and_debug_traceback(glacier_files, tmp_path):
         "error: patch_size=4 is smaller than the minimum of 8 pixels; use patch_size >= 8"]
     proc = trackoff(*args, "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
-    proc = trackoff("run", *glacier_files, "--out", tmp_path / "x.zarr", "--method", "cnn")
+    proc = trackoff("run", *glacier_files, "--out", tmp_path / "x.zarr", "--method", "classifier")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "method='ncc'" in proc.stderr
     assert not (tmp_path / "x.zarr").exists()
 
@@ -151,5 +151,6 @@ def test_write_zarr_is_atomic_and_regular(tmp_path):
     write_zarr(ds, path, progress=False)
     assert not (path / "stale").exists()
     back = xr.open_zarr(path)
-    xr.testing.assert_identical(back.compute(), ds.compute())
+    xr.testing.assert_equal(back.compute(), ds.compute())
+    assert back.attrs["Conventions"] == "CF-1.8" and back.attrs["trackoff_write_complete"]
     assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
