@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ncc.py
+	$(BIN)/python benchmarks/bench_cnn.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check trackoff_xr tests benchmarks examples

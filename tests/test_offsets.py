@@ -10,7 +10,6 @@ from trackoff_xr import (
     GridMismatchError,
     ImageTooSmallError,
     InvalidParameterError,
-    MethodNotAvailableError,
     TrackOffError,
     UnknownMethodError,
 )
@@ -221,12 +220,6 @@ def test_bad_parameters(small_pair, kwargs, error, fragment):
     with pytest.raises(error, match=fragment) as info:
         trackoff_xr.offsets(ref, sec, **{"method": "ncc", **kwargs})
     assert isinstance(info.value, TrackOffError)
-
-
-def test_cnn_not_available_yet_points_to_ncc(small_pair):
-    ref, sec = small_pair
-    with pytest.raises(MethodNotAvailableError, match="method='ncc'"):
-        trackoff_xr.offsets(ref, sec)
 
 
 def test_unknown_matcher_option(small_pair):

@@ -32,12 +32,28 @@ from .matchers import Matcher
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["OUTPUT_FIELDS", "AxisPlan", "match_arrays", "match_blockwise", "plan_axis"]
+__all__ = [
+    "OUTPUT_FIELDS",
+    "AxisPlan",
+    "match_arrays",
+    "match_blockwise",
+    "output_fields",
+    "plan_axis",
+]
 
 logger = logging.getLogger("trackoff_xr")
 
 #: Order of the fields along the last axis of the blockwise result.
 OUTPUT_FIELDS: tuple[str, ...] = ("dy", "dx", "score")
+
+
+def output_fields(matcher: Matcher) -> tuple[str, ...]:
+    """Fields along the last axis of the blockwise result for ``matcher``.
+
+    :data:`OUTPUT_FIELDS`, then the names in the matcher's optional
+    ``extra_outputs`` attribute (its result has an array of that name too).
+    """
+    return OUTPUT_FIELDS + tuple(getattr(matcher, "extra_outputs", ()))
 
 
 @dataclass(frozen=True)
@@ -137,15 +153,16 @@ def match_arrays(
 
     Returns
     -------
-    ndarray, shape (count[0], count[1], 3), float32
-        ``dy``, ``dx``, ``score`` per point (see :data:`OUTPUT_FIELDS`); all
-        NaN where the template or window touches NaN.
+    ndarray, shape (count[0], count[1], n_fields), float32
+        ``dy``, ``dx``, ``score`` and any extra outputs per point (see
+        :func:`output_fields`); all NaN where the template or window touches NaN.
     """
     size, r = grid.window_size, grid.search_radius
     template_first = (first[0] + r, first[1] + r)
     windows = extract_windows(sec, first, count, grid.spacing, size)
     templates = extract_windows(ref, template_first, count, grid.spacing, grid.patch_size)
-    out = np.full((windows.shape[0], len(OUTPUT_FIELDS)), np.nan, dtype=np.float32)
+    names = output_fields(matcher)
+    out = np.full((windows.shape[0], len(names)), np.nan, dtype=np.float32)
     usable = ~(np.isnan(windows).any(axis=(1, 2)) | np.isnan(templates).any(axis=(1, 2)))
     if usable.any():
         if _context(matcher):
@@ -154,9 +171,9 @@ def match_arrays(
                 matcher.transform(ref), template_first, count, grid.spacing, grid.patch_size
             )
         result = matcher(templates[usable], windows[usable])
-        for j, field in enumerate(OUTPUT_FIELDS):
+        for j, field in enumerate(names):
             out[usable, j] = getattr(result, field)
-    return out.reshape(count[0], count[1], len(OUTPUT_FIELDS))
+    return out.reshape(count[0], count[1], len(names))
 
 
 def _match_block(
@@ -201,9 +218,9 @@ def match_blockwise(
 
     Returns
     -------
-    dask.array.Array, shape (ny, nx, 3), float32
-        ``dy``, ``dx``, ``score`` per grid point (see :data:`OUTPUT_FIELDS`).
-        Nothing is computed.
+    dask.array.Array, shape (ny, nx, n_fields), float32
+        ``dy``, ``dx``, ``score`` and the matcher's extra outputs per grid
+        point (see :func:`output_fields`). Nothing is computed.
     """
     import dask.array as da
     from dask.base import tokenize
@@ -233,7 +250,7 @@ def match_blockwise(
         trim=False,
         allow_rechunk=False,
         align_arrays=False,
-        chunks=(plans[0].points, plans[1].points, (len(OUTPUT_FIELDS),)),
+        chunks=(plans[0].points, plans[1].points, (len(output_fields(matcher)),)),
         new_axis=2,
         dtype=np.float32,
         meta=np.empty((0, 0, 0), dtype=np.float32),

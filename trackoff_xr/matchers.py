@@ -27,12 +27,17 @@ from .kernels import SUBPIXEL_METHODS, ncc_surfaces, refine_peaks, refine_transl
 
 __all__ = [
     "MatchResult",
+    "correlate_and_refine",
     "Matcher",
     "NCCMatcher",
     "available_methods",
     "get_matcher",
     "register_matcher",
 ]
+
+
+#: integer-peak ZNCC at and above which a match is taken as exact (no refinement)
+EXACT_MATCH = 0.999
 
 
 class MatchResult(NamedTuple):
@@ -92,32 +97,56 @@ class NCCMatcher:
 
     def __call__(self, templates: np.ndarray, windows: np.ndarray) -> MatchResult:
         """Match each template in its window by ZNCC."""
-        surfaces = ncc_surfaces(templates, windows)
-        if self.subpixel != "gauss-newton":
-            dy, dx, peak = refine_peaks(surfaces, self.subpixel)  # type: ignore[arg-type]
-        else:
-            iy, ix, peak = refine_peaks(surfaces, "none")
-            dy, dx, _ = refine_peaks(surfaces, "gaussian")  # a close start: fewer steps
-            found = np.flatnonzero(np.isfinite(peak))
-            ry, rx, zncc = refine_translation(
-                templates[found], windows[found], dy[found], dx[found]
-            )
-            # never return a position that correlates worse than the integer
-            # peak (guards against drifting along an edge: the aperture problem)
-            # (a margin above float32 rounding, so exact ties keep the integer)
-            better = zncc > peak[found] + 1e-5
-            dy[found] = np.where(better, ry, iy[found])
-            dx[found] = np.where(better, rx, ix[found])
-            peak[found] = np.maximum(peak[found], zncc)
-        # no positive correlation anywhere: nothing was matched
-        dy[~(peak > 0)] = np.nan
-        dx[~(peak > 0)] = np.nan
+        dy, dx, peak, _ = correlate_and_refine(templates, windows, self.subpixel)
         score = np.nan_to_num(np.clip(peak, 0.0, 1.0), nan=0.0).astype(np.float32)
         return MatchResult(dy=dy, dx=dx, score=score)
 
     def describe(self) -> dict[str, Any]:
         """Parameters recorded in the output attributes."""
         return {"subpixel": self.subpixel}
+
+
+def correlate_and_refine(
+    templates: np.ndarray, windows: np.ndarray, subpixel: str = "gauss-newton",
+    refine_on: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ZNCC search over the whole window, then sub-pixel refinement of the peak.
+
+    ``refine_on`` optionally gives other (templates, windows) -- e.g. a
+    linear, shift-equivariant version of the images -- for the Gauss-Newton
+    refinement, while the integer search uses ``templates``/``windows``.
+
+    Returns
+    -------
+    dy, dx : ndarray (n,), float32
+        Offsets; NaN where nothing correlates positively.
+    peak : ndarray (n,), float32
+        Correlation at the returned offset (NaN for unusable pairs).
+    surfaces : ndarray (n, 2R + 1, 2R + 1)
+        The integer correlation surfaces.
+    """
+    surfaces = ncc_surfaces(templates, windows)
+    if subpixel != "gauss-newton":
+        dy, dx, peak = refine_peaks(surfaces, subpixel)  # type: ignore[arg-type]
+    else:
+        iy, ix, peak = refine_peaks(surfaces, "none")
+        dy, dx, _ = refine_peaks(surfaces, "gaussian")  # a close start: fewer steps
+        found = np.flatnonzero(np.isfinite(peak))
+        rt, rw = refine_on if refine_on is not None else (templates, windows)
+        ry, rx, zncc = refine_translation(rt[found], rw[found], dy[found], dx[found])
+        # a whole-pixel match that is already essentially perfect is not
+        # moved: along an edge (the aperture problem) the refinement could
+        # otherwise drift on interpolation error. Comparing correlations in
+        # general would favour integers, where no interpolation smooths noise.
+        exact = peak[found] >= EXACT_MATCH
+        dy[found] = np.where(exact, iy[found], ry)
+        dx[found] = np.where(exact, ix[found], rx)
+        if refine_on is None:
+            peak[found] = np.maximum(peak[found], zncc)
+    # no positive correlation anywhere: nothing was matched
+    dy[~(peak > 0)] = np.nan
+    dx[~(peak > 0)] = np.nan
+    return dy, dx, peak, surfaces
 
 
 def _not_yet(method: str) -> Callable[..., Matcher]:
@@ -130,10 +159,22 @@ def _not_yet(method: str) -> Callable[..., Matcher]:
     return factory
 
 
+def _cnn(**options: Any) -> Matcher:
+    from .cnn.matcher import CNNMatcher
+
+    return CNNMatcher(**options)
+
+
+def _classifier(**options: Any) -> Matcher:
+    from .classifier.matcher import ClassifierMatcher
+
+    return ClassifierMatcher(**options)
+
+
 _REGISTRY: dict[str, Callable[..., Matcher]] = {
     "ncc": NCCMatcher,
-    "cnn": _not_yet("cnn"),
-    "classifier": _not_yet("classifier"),
+    "cnn": _cnn,
+    "classifier": _classifier,
 }
 
 

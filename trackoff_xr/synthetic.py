@@ -26,6 +26,7 @@ __all__ = [
     "glacier_field",
     "sar_pair",
     "shifted_pair",
+    "smooth_field",
     "speckle",
     "warp",
 ]
@@ -134,6 +135,35 @@ def glacier_field(
     return speed * slope / norm, speed / norm
 
 
+def smooth_field(
+    shape: tuple[int, int],
+    *,
+    max_displacement: float = 10.0,
+    correlation_length: float = 200.0,
+    seed: int | np.random.Generator | None = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random displacement field ``(dy, dx)``, largest magnitude ``max_displacement``.
+
+    Each component is white noise smoothed by a Gaussian of
+    ``correlation_length / 4`` pixels, then the pair is scaled so the largest
+    vector has length ``max_displacement``.
+
+    Examples
+    --------
+    >>> dy, dx = smooth_field((128, 128), max_displacement=5.0, correlation_length=64, seed=1)
+    >>> round(float(np.hypot(dy, dx).max()), 6)
+    5.0
+    """
+    from scipy import ndimage
+
+    rng = _rng(seed)
+    sigma = correlation_length / 4.0
+    dy, dx = (ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+              for _ in range(2))
+    scale = max_displacement / max(float(np.hypot(dy, dx).max()), 1e-12)
+    return dy * scale, dx * scale
+
+
 def warp(
     image: np.ndarray, dy: np.ndarray | float, dx: np.ndarray | float, *, order: int = 3
 ) -> np.ndarray:
@@ -209,8 +239,15 @@ def sar_pair(
     max_displacement: float = 8.0,
     looks: float = 4.0,
     seed: int = 0,
+    beta: float = 2.6,
+    contrast: float = 0.8,
+    field: str = "glacier",
 ) -> tuple[xr.DataArray, xr.DataArray, xr.Dataset]:
     """A speckled SAR-like amplitude pair over a glacier-like displacement field.
+
+    ``beta`` and ``contrast`` set the backscatter texture (see
+    :func:`fractal_texture`); ``field="smooth"`` replaces the glacier (whose
+    margins shear sharply) by :func:`smooth_field`.
 
     Returns
     -------
@@ -227,8 +264,9 @@ def sar_pair(
     True
     """
     rng = np.random.default_rng(seed)
-    tex = fractal_texture(shape, seed=rng)
-    dy, dx = glacier_field(shape, max_displacement=max_displacement, seed=rng)
+    tex = fractal_texture(shape, beta=beta, contrast=contrast, seed=rng)
+    make_field = smooth_field if field == "smooth" else glacier_field
+    dy, dx = make_field(shape, max_displacement=max_displacement, seed=rng)
     moved = warp(tex, dy, dx)
     ref = np.sqrt(speckle(tex, looks, rng))
     sec = np.sqrt(speckle(np.clip(moved, 1e-6, None), looks, rng))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .blockwise import OUTPUT_FIELDS, match_blockwise
+from .blockwise import match_blockwise, output_fields
 from .grid import GridSpec
 from .matchers import get_matcher
 from .validation import check_image, check_pair
@@ -123,6 +123,8 @@ def offsets(
     sec = check_image(sec, "sec")
     check_pair(ref, sec)
     grid.check_image_shape(ref.shape)
+    if hasattr(matcher, "check_grid"):
+        matcher.check_grid(grid)
 
     lazy = ref.chunks is not None or sec.chunks is not None
     fields = match_blockwise(ref.data, sec.data, grid, matcher)
@@ -136,9 +138,11 @@ def offsets(
     if spatial_ref is not None:
         coords["spatial_ref"] = spatial_ref
 
+    extra_attrs = getattr(matcher, "output_attrs", {})
     data_vars = {
-        name: (("y", "x"), fields[..., k], dict(_VARIABLE_ATTRS[name]))
-        for k, name in enumerate(OUTPUT_FIELDS)
+        name: (("y", "x"), fields[..., k],
+               dict(_VARIABLE_ATTRS.get(name, extra_attrs.get(name, {}))))
+        for k, name in enumerate(output_fields(matcher))
     }
     ds = xr.Dataset(data_vars, coords=coords)
     ds["valid"] = (np.isfinite(ds.dx) & np.isfinite(ds.dy)).assign_attrs(_VARIABLE_ATTRS["valid"])

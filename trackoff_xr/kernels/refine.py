@@ -35,14 +35,14 @@ _BORDER = 2
 
 
 def _sample(windows: np.ndarray, items: np.ndarray, top: np.ndarray, left: np.ndarray,
-            size: int, out: np.ndarray) -> np.ndarray:
+            size: int, out: np.ndarray, interpolation: int) -> np.ndarray:
     """Fill ``out[:len(items)]`` with ``size`` x ``size`` patches of ``windows[items]``.
 
     Patch ``j`` has its corner at the real-valued position ``(top[j], left[j])``.
     """
     import cv2
 
-    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+    flags = interpolation | cv2.WARP_INVERSE_MAP
     shift = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
     for j, k in enumerate(items):
         shift[0, 2], shift[1, 2] = left[j], top[j]
@@ -59,6 +59,7 @@ def refine_translation(
     *,
     iterations: int = 6,
     tolerance: float = 0.02,
+    interpolation: str = "lanczos",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refine integer offsets to the sub-pixel ZNCC maximum.
 
@@ -75,6 +76,13 @@ def refine_translation(
         An item stops once its step is shorter than this, in pixels. OpenCV
         resamples at 1/32-pixel positions, so steps much below that only
         oscillate.
+    interpolation : {"lanczos", "cubic"}
+        Resampling of the window. At the true offset the only residual is
+        the interpolation error, which moves the fixed point; measured on
+        band-limited textures (RMSE, px, noise-free / smoothed sigma 0.7 /
+        4 looks + smoothing): Lanczos 0.017 / 0.014 / 0.266, bicubic
+        0.007 / 0.036 / 0.270. Lanczos is the default because real and
+        learnt images are smooth at the pixel scale.
 
     Returns
     -------
@@ -93,6 +101,9 @@ def refine_translation(
     >>> round(float(ry[0]), 1), round(float(rx[0]), 1)
     (0.3, -0.6)
     """
+    import cv2
+
+    flag = {"lanczos": cv2.INTER_LANCZOS4, "cubic": cv2.INTER_CUBIC}[interpolation]
     templates = np.asarray(templates, dtype=np.float32)
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     n, size = templates.shape[0], templates.shape[1]
@@ -133,7 +144,8 @@ def refine_translation(
     count = float(k)
 
     def correlate(idx: np.ndarray, py_: np.ndarray, px_: np.ndarray) -> tuple[np.ndarray, ...]:
-        w = _sample(windows, idx, radius + py_ + _BORDER, radius + px_ + _BORDER, inner, buffer)
+        w = _sample(windows, idx, radius + py_ + _BORDER, radius + px_ + _BORDER, inner, buffer,
+                    flag)
         mean = w.mean(axis=1, keepdims=True, dtype=np.float64)
         w -= mean.astype(np.float32)
         w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))

@@ -18,7 +18,7 @@ def extract_windows(
 
     Parameters
     ----------
-    image : ndarray, shape (rows, cols)
+    image : ndarray, shape (rows, cols) or (rows, cols, channels)
         The pixels to cut from.
     first : (int, int)
         Row and column of the top-left corner of the first window.
@@ -31,7 +31,7 @@ def extract_windows(
 
     Returns
     -------
-    ndarray, shape (count[0] * count[1], size, size)
+    ndarray, shape (count[0] * count[1], size, size[, channels])
         The windows in row-major order of the lattice, as a contiguous copy.
 
     Examples
@@ -45,14 +45,17 @@ def extract_windows(
            [10., 11.]])
     """
     ny, nx = count
+    channels = image.shape[2:]
     if ny == 0 or nx == 0:
-        return np.empty((0, size, size), dtype=image.dtype)
+        return np.empty((0, size, size, *channels), dtype=image.dtype)
     r0, c0 = first
-    view = np.lib.stride_tricks.sliding_window_view(image, (size, size))
+    view = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))
+    if channels:  # (rows, cols, C, size, size) -> (rows, cols, size, size, C)
+        view = np.moveaxis(view, 2, -1)
     lattice = view[r0 : r0 + (ny - 1) * step + 1 : step, c0 : c0 + (nx - 1) * step + 1 : step]
     if lattice.shape[:2] != (ny, nx):
         raise ValueError(
             f"image block of shape {image.shape} cannot hold {ny} x {nx} windows of "
             f"{size} px every {step} px from {first}"
         )
-    return np.ascontiguousarray(lattice).reshape(ny * nx, size, size)
+    return np.ascontiguousarray(lattice).reshape(ny * nx, size, size, *channels)

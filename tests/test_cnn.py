@@ -1,0 +1,236 @@
+"""method="cnn": the shared pre-trained matcher (accuracy, sign, invariance, loading, packaging)."""
+
+import json
+import subprocess
+from dataclasses import dataclass
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import trackoff_xr
+from trackoff_xr import InvalidParameterError
+from trackoff_xr.matchers import NCCMatcher
+from trackoff_xr.synthetic import sar_pair, shifted_pair
+
+pytest.importorskip("tensorflow")
+
+from trackoff_xr.cnn import features as cnn_features  # noqa: E402
+from trackoff_xr.cnn.matcher import CNNMatcher  # noqa: E402
+
+CNN = dict(patch_size=64, spacing=32, search_radius=16)
+
+
+def test_cnn_is_the_default_method():
+    ref, sec = shifted_pair((192, 192), shift=(2.0, -3.0), looks=6, seed=4)
+    ds = trackoff_xr.offsets(ref, sec, **CNN)
+    assert ds.attrs["method"] == "cnn"
+    assert ds.attrs["cnn_model_version"] == "trackoff_cnn_v1"
+
+
+def test_shipped_weights_and_metadata_are_in_the_package():
+    assert cnn_features.DEFAULT_WEIGHTS.exists()
+    meta = cnn_features.model_metadata()
+    assert meta["version"] == "trackoff_cnn_v1"
+    assert meta["training"]["seed"] == 0
+    assert {"intercept", "peak", "margin"} <= set(meta["calibration"])
+    assert cnn_features.DEFAULT_WEIGHTS.stat().st_size < 5_000_000
+
+
+def test_glacier_every_fitting_point_is_3_rows_8_columns(glacier_pair):
+    ref, sec = glacier_pair
+    ds = trackoff_xr.offsets(ref, sec, **CNN).compute()
+    fits = ds.valid.values
+    assert fits.sum() > 2000
+    np.testing.assert_allclose(ds.dy.values[fits], 3.0, atol=0.05)
+    np.testing.assert_allclose(ds.dx.values[fits], 8.0, atol=0.05)
+    swapped = sec.trackoff.offsets(ref, **CNN).compute()
+    np.testing.assert_allclose(swapped.dy.values[swapped.valid.values], -3.0, atol=0.05)
+    np.testing.assert_allclose(swapped.dx.values[swapped.valid.values], -8.0, atol=0.05)
+
+
+def test_uniform_subpixel_shift():
+    ref, sec = shifted_pair((512, 512), shift=(-4.37, 6.81), seed=5)
+    ds = trackoff_xr.offsets(ref, sec, **CNN)
+    ok = ds.valid.values
+    rmse = np.sqrt(np.mean((ds.dy.values[ok] + 4.37) ** 2 + (ds.dx.values[ok] - 6.81) ** 2))
+    assert ok.sum() == 13 * 13
+    assert rmse <= 0.03
+
+
+@pytest.mark.parametrize("shift", [(3.0, -5.0), (-6.4, 2.3)])
+def test_known_shift_under_speckle_and_sign(shift):
+    ref, sec = shifted_pair((384, 384), shift=shift, looks=4, seed=9)
+    ds = trackoff_xr.offsets(ref, sec, **CNN)
+    good = ds.valid.values & (ds.score.values >= 0.5)
+    assert good.sum() >= 0.5 * ds.valid.values.sum()
+    assert np.median(ds.dy.values[good]) == pytest.approx(shift[0], abs=0.15)
+    assert np.median(ds.dx.values[good]) == pytest.approx(shift[1], abs=0.15)
+    back = trackoff_xr.offsets(sec, ref, **CNN)
+    ok = back.valid.values & (back.score.values >= 0.5)
+    assert np.median(back.dy.values[ok]) == pytest.approx(-shift[0], abs=0.15)
+    assert np.median(back.dx.values[ok]) == pytest.approx(-shift[1], abs=0.15)
+
+
+@pytest.fixture(scope="module")
+def speckled_pair():
+    return sar_pair((700, 640), max_displacement=8.0, looks=4.0, seed=21)[:2]
+
+
+def _same(a, b, atol):
+    for name in ("dx", "dy", "score"):
+        np.testing.assert_allclose(a[name].values, b[name].values, atol=atol, rtol=0, equal_nan=True)
+
+
+def test_chunk_and_scheduler_invariance(speckled_pair):
+    ref, sec = speckled_pair
+    base = trackoff_xr.offsets(ref, sec, **CNN)
+    for chunks in (256, 300, 1024):
+        _same(trackoff_xr.offsets(ref.chunk(chunks), sec.chunk(chunks), **CNN).compute(), base,
+              1e-4)
+    lazy = trackoff_xr.offsets(ref.chunk(300), sec.chunk(300), **CNN)
+    _same(lazy.compute(scheduler="synchronous"), base, 1e-4)
+
+
+def test_distributed_gives_the_same_numbers(speckled_pair):
+    distributed = pytest.importorskip("distributed")
+    ref, sec = speckled_pair
+    base = trackoff_xr.offsets(ref, sec, **CNN)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        ds = trackoff_xr.offsets(ref.chunk(320), sec.chunk(320), **CNN).compute()
+    _same(ds, base, 1e-4)
+
+
+def test_model_is_loaded_once_per_process(speckled_pair):
+    ref, sec = speckled_pair
+    cnn_features.clear_networks()
+    before = cnn_features.LOADS["count"]
+    ds = trackoff_xr.offsets(ref.chunk(200), sec.chunk(200), **CNN)
+    assert ds.dx.data.npartitions >= 4
+    ds.compute(scheduler="threads", num_workers=4)
+    ds.compute(scheduler="threads", num_workers=4)
+    assert cnn_features.LOADS["count"] == before + 1
+
+
+def test_building_the_graph_loads_nothing():
+    code = (
+        "import sys, trackoff_xr\n"
+        "from trackoff_xr.synthetic import shifted_pair\n"
+        "r, s = shifted_pair((256, 256))\n"
+        "ds = trackoff_xr.offsets(r.chunk(128), s.chunk(128))\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_patch_outside_limits_is_refused_before_work():
+    ref, sec = shifted_pair((400, 400))
+    with pytest.raises(InvalidParameterError, match="patch_size=8 is outside the range"):
+        trackoff_xr.offsets(ref, sec, patch_size=8, spacing=8, search_radius=4)
+    with pytest.raises(InvalidParameterError, match="does not exist"):
+        trackoff_xr.offsets(ref, sec, weights="/nonexistent/w.weights.h5")
+
+
+def test_any_patch_and_radius_without_retraining():
+    ref, sec = shifted_pair((400, 400), shift=(1.5, -7.2), looks=8, seed=3)
+    for patch, radius in [(32, 10), (48, 12), (96, 20)]:
+        ds = trackoff_xr.offsets(ref, sec, patch_size=patch, spacing=patch, search_radius=radius)
+        ok = ds.valid.values & (ds.score.values >= 0.5)
+        assert ok.any()
+        assert np.median(ds.dx.values[ok]) == pytest.approx(-7.2, abs=0.2)
+
+
+def test_confidence_says_dont_know_on_unrelated_images():
+    ref, _ = shifted_pair((384, 384), seed=1, looks=4)
+    other, _ = shifted_pair((384, 384), seed=2, looks=4)
+    ds = trackoff_xr.offsets(ref, other, **CNN)
+    assert (ds.score.values[ds.valid.values] < 0.5).mean() > 0.9
+
+
+def test_weights_ship_in_the_wheel(tmp_path):
+    root = cnn_features.DEFAULT_WEIGHTS.parents[3]
+    if not (root / "pyproject.toml").exists():
+        pytest.skip("not running from a source checkout")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(root)], check=True)
+    wheel = next(tmp_path.glob("trackoff_xr-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "trackoff_xr/cnn/weights/trackoff_cnn_v1.weights.h5" in names
+    meta = json.loads(zipfile.ZipFile(wheel).read("trackoff_xr/cnn/weights/trackoff_cnn_v1.json"))
+    assert meta["version"] == "trackoff_cnn_v1"
+
+
+def test_training_is_reproducible_from_a_seed(tmp_path):
+    from trackoff_xr.cnn.train import train
+    from trackoff_xr.cnn.training_data import TrainingSpec
+
+    spec = TrainingSpec(patch=24, radius=3, max_shift=2.0, scene=96)
+    kw = dict(steps=3, batch_size=4, spec=spec, log_every=0)
+    a = train(tmp_path / "a", seed=7, **kw)
+    b = train(tmp_path / "b", seed=7, **kw)
+    c = train(tmp_path / "c", seed=8, **kw)
+    import h5py
+
+    def values(path):
+        with h5py.File(path) as f:
+            out = []
+            f.visititems(lambda n, o: out.append(np.array(o)) if isinstance(o, h5py.Dataset) else None)
+            return out
+
+    assert all(np.array_equal(x, y) for x, y in zip(values(a), values(b)))
+    assert not all(np.array_equal(x, y) for x, y in zip(values(a), values(c)))
+
+
+def test_fine_tune_on_a_scene_and_use_it(tmp_path):
+    from trackoff_xr.cnn.train import fine_tune
+    from trackoff_xr.cnn.training_data import TrainingSpec
+
+    ref, sec = shifted_pair((256, 256), shift=(2.0, 3.0), looks=6, seed=11)
+    spec = TrainingSpec(patch=32, radius=4, max_shift=3.0, scene=112)
+    weights = fine_tune(ref, tmp_path, steps=2, spec=spec)
+    assert weights.exists()
+    ds = trackoff_xr.offsets(ref, sec, patch_size=64, spacing=32, search_radius=8, weights=weights)
+    ok = ds.valid.values
+    assert np.median(ds.dx.values[ok]) == pytest.approx(3.0, abs=0.2)
+    with pytest.raises(trackoff_xr.ImageTooSmallError, match="at least 112 x 112"):
+        fine_tune(ref[:50, :50], tmp_path, steps=1, spec=spec)
+
+
+TRANSFORM_CALLS: list = []
+
+
+@dataclass(frozen=True)
+class AffineNCC(NCCMatcher):
+    """NCC after an affine intensity change: NCC is invariant to it (defined at module
+    level so dask pickles it by reference and the call log is shared)."""
+
+    name: str = "affine"
+    context: int = 3
+
+    def transform(self, block):
+        TRANSFORM_CALLS.append(block.shape)
+        return 2.0 * block + 1.0
+
+
+def test_block_transform_matcher_is_chunk_invariant():
+    """The engine's transform hook: same numbers as without it, one transform per block."""
+    from trackoff_xr.matchers import register_matcher
+
+    register_matcher("affine-test", AffineNCC)
+    TRANSFORM_CALLS.clear()
+    ref, sec = shifted_pair((300, 300), shift=(1.25, -2.5), seed=2)
+    lazy = trackoff_xr.offsets(ref.chunk(100), sec.chunk(100), patch_size=32, spacing=16,
+                               search_radius=6, method="affine-test")
+    a = lazy.compute(scheduler="synchronous")
+    b = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=16, search_radius=6, method="ncc")
+    _same(a, b, 1e-4)
+    # each block with something to match transforms its two images exactly once
+    rows, cols = (np.cumsum((0,) + c) for c in lazy.dx.data.chunks)
+    busy = sum(
+        bool(a.valid.values[rows[i]:rows[i + 1], cols[j]:cols[j + 1]].any())
+        for i in range(len(rows) - 1) for j in range(len(cols) - 1)
+    )
+    assert busy >= 4 and len(TRANSFORM_CALLS) == 2 * busy
