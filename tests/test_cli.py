@@ -43,12 +43,12 @@ def test_run_matches_python_api(glacier_files, glacier_run):
     out, csv, proc = glacier_run
     ref = trackoff_xr.open_image(glacier_files[0], chunks=512)
     sec = trackoff_xr.open_image(glacier_files[1], chunks=512)
-    expected = trackoff_xr.offsets(ref, sec, method="ncc").compute()
+    expected = trackoff_xr.offsets(ref, sec).compute()  # the default method, as the CLI's
     got = xr.open_zarr(out).compute()
     np.testing.assert_array_equal(got.dx.values, expected.dx.values)
     np.testing.assert_array_equal(got.dy.values, expected.dy.values)
     np.testing.assert_array_equal(got.valid.values, expected.valid.values)
-    assert got.attrs["method"] == "ncc" and "filters" not in got.attrs
+    assert got.attrs["method"] == "cnn" and "filters" not in got.attrs
     assert np.nanmedian(got.dy) == pytest.approx(3.0, abs=0.01)
     assert np.nanmedian(got.dx) == pytest.approx(8.0, abs=0.01)
     # no temporary sibling left behind
@@ -62,7 +62,7 @@ def test_run_matches_python_api(glacier_files, glacier_run):
 def test_run_with_filter_equals_filter_offsets(glacier_files, tmp_path):
     out = tmp_path / "f.zarr"
     proc = trackoff("run", *glacier_files, "--out", out, "--quiet", "--scheduler", "processes",
-                    "--workers", "2", "--spacing", "64")
+                    "--workers", "2", "--spacing", "64", "--method", "ncc")
     assert proc.returncode == 0, proc.stderr
     # quiet: no summary, no progress bar (worker processes may still print the
     # NotGeoreferencedWarning that io.open_image silences only in the parent process)

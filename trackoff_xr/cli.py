@@ -54,7 +54,7 @@ def cli() -> None:
 @click.argument("sec", metavar="SEC")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=True, file_okay=False),
               help="Zarr store to write (replaced if it exists).")
-@click.option("--method", default="ncc", show_default=True,
+@click.option("--method", default="cnn", show_default=True,
               type=click.Choice(["ncc", "cnn", "classifier"]), help="Matcher.")
 @click.option("--patch-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Template edge, pixels.")
@@ -326,7 +326,7 @@ def plot(result: str, out: str, figures: tuple[str, ...], background: str | None
 @click.option("--out", "out_dir", default="demo_output", show_default=True,
               help="Folder for offsets.zarr and offsets.png.")
 @click.option("--size", default=1024, show_default=True, help="Image edge in pixels.")
-@click.option("--method", default="ncc", show_default=True, help="Matcher to run.")
+@click.option("--method", default="cnn", show_default=True, help="Matcher to run.")
 @click.option("--seed", default=42, show_default=True, help="Seed of the generated pair.")
 @_debug_option
 def demo(out_dir: str, size: int, method: str, seed: int) -> None:

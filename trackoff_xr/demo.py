@@ -67,7 +67,7 @@ def run_demo(
     out_dir: str | os.PathLike[str] = "demo_output",
     *,
     size: int = 1024,
-    method: str = "ncc",
+    method: str = "cnn",
     seed: int = 42,
     chunks: int = 512,
 ) -> DemoResult:
