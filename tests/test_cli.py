@@ -154,3 +154,17 @@ def test_write_zarr_is_atomic_and_regular(tmp_path):
     xr.testing.assert_equal(back.compute(), ds.compute())
     assert back.attrs["Conventions"] == "CF-1.8" and back.attrs["trackoff_write_complete"]
     assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
+
+
+def test_run_adds_velocity_when_days_and_pixel_size_are_given(glacier_files, tmp_path):
+    out = tmp_path / "v.zarr"
+    proc = trackoff("run", *glacier_files, "--out", out, "--quiet", "--method", "ncc",
+                    "--spacing", "128", "--days", "12", "--pixel-size", "10")
+    assert proc.returncode == 0, proc.stderr
+    got = xr.open_zarr(out).compute()
+    ok = got.valid.values.astype(bool)
+    # 8 columns in 12 days at 10 m: 80 m / 12 d * 365.25 d/yr along +x; 3 rows down
+    assert np.nanmedian(got.vx.values[ok]) == pytest.approx(8 * 10 / 12 * 365.25, rel=1e-3)
+    assert got.v.attrs["units"] == "meter/year"
+    proc = trackoff("run", *glacier_files, "--out", tmp_path / "w.zarr", "--days", "12")
+    assert proc.returncode == 2 and "pixel" in proc.stderr and proc.stderr.count("\n") == 1

@@ -71,13 +71,18 @@ def cli() -> None:
               help="Threads, processes or cluster workers (default: one per core).")
 @click.option("--filter/--no-filter", "apply_filter", default=True, show_default=True,
               help="Apply the default filter chain (score + median/MAD test).")
+@click.option("--days", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Days between the images (default: from their acquisition times).")
+@click.option("--pixel-size", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Pixel size in metres (default: from the CRS or the S1 annotation).")
 @click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
-              help="Also write the valid points as CSV.")
+              help="Also write the valid points as CSV (the TrackOff paper's columns).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @_debug_option
 def run(ref: str, sec: str, out: str, method: str, patch_size: int, spacing: int,
         search_radius: int, chunks: int, scheduler: str, workers: int | None,
-        apply_filter: bool, csv_path: str | None, quiet: bool) -> None:
+        apply_filter: bool, days: float | None, pixel_size: float | None,
+        csv_path: str | None, quiet: bool) -> None:
     """Track REF (earlier image) against SEC (later image) and write a Zarr store.
 
     \b
@@ -86,15 +91,25 @@ def run(ref: str, sec: str, out: str, method: str, patch_size: int, spacing: int
       trackoff run before.tif after.tif --out r.zarr --patch-size 32 --spacing 16 \\
           --search-radius 24 --csv points.csv
       trackoff run before.tif after.tif --out r.zarr --scheduler distributed --workers 4
+      trackoff run before.tif after.tif --out r.zarr --days 12 --pixel-size 10
+
+    Velocities (vx, vy, v in meter/year) are added whenever the time span and
+    pixel size are known, from the options or from the images.
     """  # noqa: D301 (click's \b needs a real backspace)
     import trackoff_xr
 
     from .filters import filter_offsets
+    from .velocity import MissingMetadataError, velocity
 
     ref_image = trackoff_xr.open_image(ref, chunks=chunks)
     sec_image = trackoff_xr.open_image(sec, chunks=chunks)
     ds = trackoff_xr.offsets(ref_image, sec_image, patch_size=patch_size, spacing=spacing,
                              search_radius=search_radius, method=method)
+    try:
+        ds = velocity(ds, days=days, pixel_size=pixel_size)
+    except MissingMetadataError:
+        if days is not None or pixel_size is not None:
+            raise  # asked for velocities: say what is missing
     if apply_filter:
         ds = filter_offsets(ds)
     ds.attrs["reference_image"] = os.path.abspath(ref) if os.path.exists(ref) else ref
