@@ -43,12 +43,25 @@ def accuracy(size: int = 1024, cases=CASES) -> list[dict]:
 
     rows = []
     for name, looks, beta, contrast, seed, field in cases:
-        ref, sec, truth = sar_pair((size, size), max_displacement=10.0, looks=looks, seed=seed,
-                                   beta=beta, contrast=contrast, field=field)
+        ref, sec, truth = sar_pair(
+            (size, size),
+            max_displacement=10.0,
+            looks=looks,
+            seed=seed,
+            beta=beta,
+            contrast=contrast,
+            field=field,
+        )
         row = {"case": name}
         for method in ("ncc", "cnn"):
-            ds = trackoff_xr.offsets(ref.chunk(512), sec.chunk(512), patch_size=64, spacing=32,
-                                     search_radius=16, method=method).compute()
+            ds = trackoff_xr.offsets(
+                ref.chunk(512),
+                sec.chunk(512),
+                patch_size=64,
+                spacing=32,
+                search_radius=16,
+                method=method,
+            ).compute()
             expected = _truth(truth, ds)
             ok = ds.valid.values
             err = np.hypot(ds.dx - expected.dx, ds.dy - expected.dy).values[ok]
@@ -73,8 +86,14 @@ def speed(size: int = 4096, chunks: int = 1024) -> dict:
     trackoff_xr.offsets(ref[:512, :512], sec[:512, :512], method="cnn")  # load TF and the model
     for method in ("ncc", "cnn"):
         t0 = time.perf_counter()
-        ds = trackoff_xr.offsets(ref.chunk(chunks), sec.chunk(chunks), patch_size=64, spacing=32,
-                                 search_radius=16, method=method).compute()
+        ds = trackoff_xr.offsets(
+            ref.chunk(chunks),
+            sec.chunk(chunks),
+            patch_size=64,
+            spacing=32,
+            search_radius=16,
+            method=method,
+        ).compute()
         elapsed = time.perf_counter() - t0
         out[f"{method}_points_per_s"] = int(ds.valid.sum()) / elapsed
     out["speed_ratio_cnn_over_ncc"] = out["cnn_points_per_s"] / out["ncc_points_per_s"]
@@ -89,12 +108,16 @@ def main() -> None:
     report = {"accuracy": accuracy(size), "speed": speed(big, chunks=min(1024, big // 2))}
     print(json.dumps(report, indent=2, default=lambda v: round(v, 4)))
     for row in report["accuracy"]:
-        print(f"{row['case']:>36}: RMSE ncc {row['ncc_rmse_px']:.3f}  cnn {row['cnn_rmse_px']:.3f}"
-              f"  (ratio {row['rmse_ratio_cnn_over_ncc']:.2f});  >1px ncc "
-              f"{100 * row['ncc_gt1px']:.1f}%  cnn {100 * row['cnn_gt1px']:.1f}%")
+        print(
+            f"{row['case']:>36}: RMSE ncc {row['ncc_rmse_px']:.3f}  cnn {row['cnn_rmse_px']:.3f}"
+            f"  (ratio {row['rmse_ratio_cnn_over_ncc']:.2f});  >1px ncc "
+            f"{100 * row['ncc_gt1px']:.1f}%  cnn {100 * row['cnn_gt1px']:.1f}%"
+        )
     s = report["speed"]
-    print(f"speed {s['size']}^2: ncc {s['ncc_points_per_s']:.0f} pts/s, cnn "
-          f"{s['cnn_points_per_s']:.0f} pts/s (ratio {s['speed_ratio_cnn_over_ncc']:.2f})")
+    print(
+        f"speed {s['size']}^2: ncc {s['ncc_points_per_s']:.0f} pts/s, cnn "
+        f"{s['cnn_points_per_s']:.0f} pts/s (ratio {s['speed_ratio_cnn_over_ncc']:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import time
 import numpy as np
 
 
-def plain_opencv_loop(ref: np.ndarray, sec: np.ndarray, patch: int, spacing: int,
-                      radius: int) -> tuple[np.ndarray, np.ndarray, int]:
+def plain_opencv_loop(
+    ref: np.ndarray, sec: np.ndarray, patch: int, spacing: int, radius: int
+) -> tuple[np.ndarray, np.ndarray, int]:
     """What a script would do: matchTemplate + minMaxLoc per grid point (integer peaks)."""
     import cv2
 
@@ -38,8 +39,14 @@ def plain_opencv_loop(ref: np.ndarray, sec: np.ndarray, patch: int, spacing: int
     return dy, dx, dy.size
 
 
-def run(size: int = 4096, patch: int = 64, spacing: int = 32, radius: int = 16,
-        chunks: int = 1024, repeat: int = 1) -> dict:
+def run(
+    size: int = 4096,
+    patch: int = 64,
+    spacing: int = 32,
+    radius: int = 16,
+    chunks: int = 1024,
+    repeat: int = 1,
+) -> dict:
     """Time both paths; return points/s, ratios and accuracy against the known shift."""
     import trackoff_xr
     from trackoff_xr.synthetic import shifted_pair
@@ -56,24 +63,46 @@ def run(size: int = 4096, patch: int = 64, spacing: int = 32, radius: int = 16,
             times.append(time.perf_counter() - t0)
         return min(times), out
 
-    t_plain, (pdy, pdx, n_plain) = best_of(lambda: plain_opencv_loop(ref_np, sec_np, patch, spacing, radius))
+    t_plain, (pdy, pdx, n_plain) = best_of(
+        lambda: plain_opencv_loop(ref_np, sec_np, patch, spacing, radius)
+    )
     report = {
-        "size": size, "patch_size": patch, "spacing": spacing, "search_radius": radius,
-        "chunks": chunks, "points": n_plain,
+        "size": size,
+        "patch_size": patch,
+        "spacing": spacing,
+        "search_radius": radius,
+        "chunks": chunks,
+        "points": n_plain,
         "plain_opencv_points_per_s": n_plain / t_plain,
-        "plain_opencv_rmse_px": float(np.sqrt(np.mean((pdy - shift[0]) ** 2 + (pdx - shift[1]) ** 2))),
+        "plain_opencv_rmse_px": float(
+            np.sqrt(np.mean((pdy - shift[0]) ** 2 + (pdx - shift[1]) ** 2))
+        ),
     }
     for subpixel in ("none", "gaussian", "gauss-newton"):
-        def through_offsets():
-            ds = trackoff_xr.offsets(ref.chunk(chunks), sec.chunk(chunks), patch_size=patch,
-                                     spacing=spacing, search_radius=radius, method="ncc",
-                                     subpixel=subpixel)
+
+        def through_offsets(subpixel=subpixel):
+            ds = trackoff_xr.offsets(
+                ref.chunk(chunks),
+                sec.chunk(chunks),
+                patch_size=patch,
+                spacing=spacing,
+                search_radius=radius,
+                method="ncc",
+                subpixel=subpixel,
+            )
             return ds.compute()
+
         t, ds = best_of(through_offsets)
         ok = ds.valid.values
-        rmse = float(np.sqrt(np.mean((ds.dy.values[ok] - shift[0]) ** 2 + (ds.dx.values[ok] - shift[1]) ** 2)))
+        rmse = float(
+            np.sqrt(
+                np.mean((ds.dy.values[ok] - shift[0]) ** 2 + (ds.dx.values[ok] - shift[1]) ** 2)
+            )
+        )
         report[f"offsets_{subpixel}_points_per_s"] = int(ok.sum()) / t
-        report[f"offsets_{subpixel}_ratio_vs_plain"] = (int(ok.sum()) / t) / report["plain_opencv_points_per_s"]
+        report[f"offsets_{subpixel}_ratio_vs_plain"] = (int(ok.sum()) / t) / report[
+            "plain_opencv_points_per_s"
+        ]
         report[f"offsets_{subpixel}_rmse_px"] = rmse
     return report
 
@@ -85,7 +114,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     report = run(size=args.size, chunks=args.chunks, repeat=args.repeat)
-    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in report.items()}, indent=2))
+    print(
+        json.dumps(
+            {k: (round(v, 3) if isinstance(v, float) else v) for k, v in report.items()}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,22 +19,30 @@ from .conftest import shared_file
 def trackoff(*args, cwd=None):
     """Run ``trackoff`` through main() in a subprocess, as a user would."""
     code = "import sys; from trackoff_xr.cli import main; sys.argv[0] = 'trackoff'; main()"
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
 def glacier_files():
-    return (shared_file("glacier_synthetic", "DJ_before.tiff"),
-            shared_file("glacier_synthetic", "DJ_after.tiff"))
+    return (
+        shared_file("glacier_synthetic", "DJ_before.tiff"),
+        shared_file("glacier_synthetic", "DJ_after.tiff"),
+    )
 
 
 @pytest.fixture(scope="module")
 def glacier_run(glacier_files, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "result.zarr"
     csv = out.parent / "points.csv"
-    proc = trackoff("run", *glacier_files, "--out", out, "--no-filter", "--csv", csv,
-                    "--chunks", "512")
+    proc = trackoff(
+        "run", *glacier_files, "--out", out, "--no-filter", "--csv", csv, "--chunks", "512"
+    )
     assert proc.returncode == 0, proc.stderr
     return out, csv, proc
 
@@ -61,8 +69,21 @@ def test_run_matches_python_api(glacier_files, glacier_run):
 
 def test_run_with_filter_equals_filter_offsets(glacier_files, tmp_path):
     out = tmp_path / "f.zarr"
-    proc = trackoff("run", *glacier_files, "--out", out, "--quiet", "--scheduler", "processes",
-                    "--workers", "2", "--spacing", "64", "--method", "ncc")
+    proc = trackoff(
+        "run",
+        *glacier_files,
+        "--out",
+        out,
+        "--quiet",
+        "--scheduler",
+        "processes",
+        "--workers",
+        "2",
+        "--spacing",
+        "64",
+        "--method",
+        "ncc",
+    )
     assert proc.returncode == 0, proc.stderr
     # quiet: no summary, no progress bar (worker processes may still print the
     # NotGeoreferencedWarning that io.open_image silences only in the parent process)
@@ -87,13 +108,18 @@ def test_plot_writes_pngs(glacier_run, tmp_path):
     proc = trackoff("plot", glacier_run[0], "--out", tmp_path / "figs")
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert names == ["filter_comparison.png", "offset_histogram.png", "score_map.png",
-                     "velocity_map.png"]
+    assert names == [
+        "filter_comparison.png",
+        "offset_histogram.png",
+        "score_map.png",
+        "velocity_map.png",
+    ]
     for p in (tmp_path / "figs").iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     one = tmp_path / "one.png"
-    proc = trackoff("plot", glacier_run[0], "--figure", "velocity", "--out", one,
-                    "--background", "none")
+    proc = trackoff(
+        "plot", glacier_run[0], "--figure", "velocity", "--out", one, "--background", "none"
+    )
     assert proc.returncode == 0, proc.stderr
     assert one.exists()
 
@@ -101,8 +127,10 @@ def test_plot_writes_pngs(glacier_run, tmp_path):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["run", "missing_before.tif", "missing_after.tif", "--out", "x.zarr"],
-         "missing_before.tif"),
+        (
+            ["run", "missing_before.tif", "missing_after.tif", "--out", "x.zarr"],
+            "missing_before.tif",
+        ),
         (["run", "a.tif", "b.tif", "--out", "x.zarr", "--bogus"], "--bogus"),
         (["run", "a.tif", "b.tif", "--out", "x.zarr", "--scheduler", "mpi"], "mpi"),
         (["info", "nowhere.zarr"], "nowhere.zarr"),
@@ -125,7 +153,8 @@ def test_trackoff_errors_one_line_and_debug_traceback(glacier_files, tmp_path):
     proc = trackoff(*args)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: patch_size=4 is smaller than the minimum of 8 pixels; use patch_size >= 8"]
+        "error: patch_size=4 is smaller than the minimum of 8 pixels; use patch_size >= 8"
+    ]
     proc = trackoff(*args, "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
     proc = trackoff("run", *glacier_files, "--out", tmp_path / "x.zarr", "--method", "phase")
@@ -158,8 +187,21 @@ def test_write_zarr_is_atomic_and_regular(tmp_path):
 
 def test_run_adds_velocity_when_days_and_pixel_size_are_given(glacier_files, tmp_path):
     out = tmp_path / "v.zarr"
-    proc = trackoff("run", *glacier_files, "--out", out, "--quiet", "--method", "ncc",
-                    "--spacing", "128", "--days", "12", "--pixel-size", "10")
+    proc = trackoff(
+        "run",
+        *glacier_files,
+        "--out",
+        out,
+        "--quiet",
+        "--method",
+        "ncc",
+        "--spacing",
+        "128",
+        "--days",
+        "12",
+        "--pixel-size",
+        "10",
+    )
     assert proc.returncode == 0, proc.stderr
     got = xr.open_zarr(out).compute()
     ok = got.valid.values.astype(bool)

@@ -32,8 +32,9 @@ def pair():
 @pytest.fixture(scope="module")
 def result(pair):
     ref, sec = pair
-    return trackoff_xr.offsets(ref, sec, patch_size=32, spacing=16, search_radius=12,
-                               method="ncc").compute()
+    return trackoff_xr.offsets(
+        ref, sec, patch_size=32, spacing=16, search_radius=12, method="ncc"
+    ).compute()
 
 
 def corrupt(ds, fraction=0.05, seed=0):
@@ -69,8 +70,9 @@ def test_default_filter_on_speckled_pair_keeps_correct_matches():
     # 4 looks: the matcher itself gets ~20 % of points wrong by > 1 px; among the
     # untouched points that are right, the filter keeps >= 95 %
     ref, sec, truth = sar_pair((640, 640), max_displacement=8.0, looks=4.0, seed=3)
-    ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=16, search_radius=12,
-                             method="ncc").compute()
+    ds = trackoff_xr.offsets(
+        ref, sec, patch_size=32, spacing=16, search_radius=12, method="ncc"
+    ).compute()
     expected = _truth_at_points(truth, ds)
     correct = (np.hypot(ds.dx - expected.dx, ds.dy - expected.dy) < 1).values
     noisy, bad, good = corrupt(ds, seed=2)
@@ -101,9 +103,15 @@ def test_filters_compose_and_append(result):
 
 
 def test_filter_velocity_uses_v():
-    ds = xr.Dataset({"dx": ("x", [1.0, 2.0, 3.0]), "dy": ("x", [0.0, 0.0, 0.0]),
-                     "v": ("x", [100.0, 900.0, np.nan], {"units": "meter/year"}),
-                     "vx": ("x", [100.0, 900.0, np.nan]), "vy": ("x", [0.0, 0.0, 0.0])})
+    ds = xr.Dataset(
+        {
+            "dx": ("x", [1.0, 2.0, 3.0]),
+            "dy": ("x", [0.0, 0.0, 0.0]),
+            "v": ("x", [100.0, 900.0, np.nan], {"units": "meter/year"}),
+            "vx": ("x", [100.0, 900.0, np.nan]),
+            "vy": ("x", [0.0, 0.0, 0.0]),
+        }
+    )
     out = filter_velocity(ds, max_velocity=500)
     assert out.valid.values.tolist() == [True, False, False]
     assert np.isnan(out.vx.values[1]) and np.isnan(out.vy.values[1]) and np.isnan(out.v.values[1])
@@ -195,8 +203,14 @@ def test_image_chunking_does_not_change_the_mask(pair):
     ref, sec = pair
     masks = []
     for chunk in (256, 1024):
-        ds = trackoff_xr.offsets(ref.chunk(chunk), sec.chunk(chunk), patch_size=32, spacing=16,
-                                 search_radius=12, method="ncc")
+        ds = trackoff_xr.offsets(
+            ref.chunk(chunk),
+            sec.chunk(chunk),
+            patch_size=32,
+            spacing=16,
+            search_radius=12,
+            method="ncc",
+        )
         noisy, _, _ = corrupt(ds.compute())
         with raise_if_dask_computes():
             lazy = filter_offsets(noisy.chunk(ds.chunks))

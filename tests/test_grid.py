@@ -32,7 +32,10 @@ def test_window_fits_marks_points_whose_search_window_leaves_the_image():
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [
-        (dict(patch_size=7, spacing=4, search_radius=2), "patch_size=7 is smaller than the minimum of 8"),
+        (
+            dict(patch_size=7, spacing=4, search_radius=2),
+            "patch_size=7 is smaller than the minimum of 8",
+        ),
         (dict(patch_size=16, spacing=0, search_radius=2), "spacing=0 must be at least 1"),
         (dict(patch_size=16, spacing=4, search_radius=-1), "search_radius=-1 is negative"),
         (dict(patch_size=16.5, spacing=4, search_radius=1), "patch_size=16.5 is not an integer"),
@@ -60,4 +63,6 @@ def test_every_template_lies_inside_the_axis(length, patch, spacing):
     starts = grid.template_starts(length)
     assert np.all(starts + patch <= length)
     # one more template would not fit
-    assert (starts.size and starts[-1] + spacing + patch > length) or (starts.size == 0 and length < patch)
+    assert (starts.size and starts[-1] + spacing + patch > length) or (
+        starts.size == 0 and length < patch
+    )

@@ -83,7 +83,9 @@ def test_gauss_newton_converges_to_whole_pixel_shifts(interpolation, tolerance):
     assert dy[0] == pytest.approx(2.0, abs=1e-6) and dx[0] == pytest.approx(-3.0, abs=1e-6)
     assert zncc[0] == pytest.approx(1.0, abs=1e-5)
     dy, dx, zncc = refine_translation(t, w, np.array([2.3]), np.array([-3.4]), **kw)
-    assert dy[0] == pytest.approx(2.0, abs=tolerance) and dx[0] == pytest.approx(-3.0, abs=tolerance)
+    assert dy[0] == pytest.approx(2.0, abs=tolerance) and dx[0] == pytest.approx(
+        -3.0, abs=tolerance
+    )
 
 
 @pytest.mark.parametrize("shift", [(0.25, -0.4), (-1.6, 2.45), (3.5, 0.1)])

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import trackoff_xr
 from trackoff_xr import (
@@ -21,11 +20,14 @@ NCC = dict(patch_size=64, spacing=32, search_radius=16, method="ncc")
 
 
 def _fits(ds, grid_shape):
-    grid = trackoff_xr.GridSpec(ds.attrs["patch_size"], ds.attrs["spacing"], ds.attrs["search_radius"])
+    grid = trackoff_xr.GridSpec(
+        ds.attrs["patch_size"], ds.attrs["spacing"], ds.attrs["search_radius"]
+    )
     return np.outer(grid.window_fits(grid_shape[0]), grid.window_fits(grid_shape[1]))
 
 
 # --- acceptance on the shared synthetic glacier pair -------------------------------
+
 
 @pytest.fixture(scope="module")
 def glacier_result(glacier_pair):
@@ -62,6 +64,7 @@ def test_glacier_swapped_images_flip_sign(glacier_pair):
 
 # --- sub-pixel accuracy ------------------------------------------------------------
 
+
 def test_uniform_subpixel_shift_rmse_below_tenth_pixel():
     ref, sec = shifted_pair((512, 512), shift=(-4.37, 6.81), seed=7)
     ds = trackoff_xr.offsets(ref, sec, **NCC)
@@ -80,6 +83,7 @@ def test_speckled_glacier_field_is_tracked():
 
 
 # --- laziness, chunk and scheduler invariance ---------------------------------------
+
 
 def test_building_computes_nothing():
     ref, sec = shifted_pair((512, 512), shift=(1.5, -2.0), seed=1)
@@ -108,7 +112,9 @@ def numpy_reference(invariance_pair):
 
 def _assert_same(a, b):
     for name in ("dx", "dy", "score"):
-        np.testing.assert_allclose(a[name].values, b[name].values, atol=1e-5, rtol=0, equal_nan=True)
+        np.testing.assert_allclose(
+            a[name].values, b[name].values, atol=1e-5, rtol=0, equal_nan=True
+        )
     np.testing.assert_array_equal(a.valid.values, b.valid.values)
     np.testing.assert_array_equal(a.y.values, b.y.values)
 
@@ -116,8 +122,11 @@ def _assert_same(a, b):
 @pytest.mark.parametrize("chunks", [256, 300, 512, 1024, (97, 700), 40])
 def test_chunk_invariance(invariance_pair, numpy_reference, chunks):
     ref, sec = invariance_pair
-    ds = trackoff_xr.offsets(ref.chunk(chunks if isinstance(chunks, int) else dict(zip(ref.dims, chunks))),
-                             sec.chunk(300), **NCC)
+    ds = trackoff_xr.offsets(
+        ref.chunk(chunks if isinstance(chunks, int) else dict(zip(ref.dims, chunks, strict=False))),
+        sec.chunk(300),
+        **NCC,
+    )
     _assert_same(ds.compute(), numpy_reference)
 
 
@@ -131,8 +140,12 @@ def test_scheduler_invariance(invariance_pair, numpy_reference, scheduler):
 def test_distributed_invariance(invariance_pair, numpy_reference):
     distributed = pytest.importorskip("distributed")
     ref, sec = invariance_pair
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
         ds = trackoff_xr.offsets(ref.chunk(300), sec.chunk(300), **NCC).compute()
     _assert_same(ds, numpy_reference)
 
@@ -146,6 +159,7 @@ def test_graph_names_are_deterministic(invariance_pair):
 
 
 # --- metadata -------------------------------------------------------------------------
+
 
 def test_attributes_record_parameters():
     ref, sec = shifted_pair((200, 200), shift=(1.0, 1.0))
@@ -171,6 +185,7 @@ def test_crs_is_carried_when_present():
 
 # --- errors ---------------------------------------------------------------------------
 
+
 @pytest.fixture
 def small_pair():
     return shifted_pair((128, 128), shift=(1.0, 1.0))
@@ -178,14 +193,18 @@ def small_pair():
 
 def test_different_shapes(small_pair):
     ref, sec = small_pair
-    with pytest.raises(GridMismatchError, match=r"shape \(128, 128\) but sec has shape \(128, 100\)"):
+    with pytest.raises(
+        GridMismatchError, match=r"shape \(128, 128\) but sec has shape \(128, 100\)"
+    ):
         trackoff_xr.offsets(ref, sec.isel(x=slice(0, 100)), method="ncc")
 
 
 def test_different_coordinates(small_pair):
     ref, sec = small_pair
     moved = sec.assign_coords(x=sec.x + 5)
-    with pytest.raises(GridMismatchError, match=r"'x' coordinates differ: ref\[0\]=.*0.0.*sec\[0\]=.*5.0"):
+    with pytest.raises(
+        GridMismatchError, match=r"'x' coordinates differ: ref\[0\]=.*0.0.*sec\[0\]=.*5.0"
+    ):
         trackoff_xr.offsets(ref, moved, method="ncc")
 
 
@@ -193,8 +212,9 @@ def test_different_crs(small_pair):
     pytest.importorskip("rioxarray")
     ref, sec = small_pair
     with pytest.raises(GridMismatchError, match="different CRS"):
-        trackoff_xr.offsets(ref.rio.write_crs("EPSG:3413"), sec.rio.write_crs("EPSG:32624"),
-                            method="ncc")
+        trackoff_xr.offsets(
+            ref.rio.write_crs("EPSG:3413"), sec.rio.write_crs("EPSG:32624"), method="ncc"
+        )
 
 
 def test_not_two_dimensional(small_pair):
@@ -208,11 +228,19 @@ def test_not_two_dimensional(small_pair):
 @pytest.mark.parametrize(
     "kwargs, error, fragment",
     [
-        (dict(patch_size=4), InvalidParameterError, "patch_size=4 is smaller than the minimum of 8"),
+        (
+            dict(patch_size=4),
+            InvalidParameterError,
+            "patch_size=4 is smaller than the minimum of 8",
+        ),
         (dict(spacing=0), InvalidParameterError, "spacing=0"),
         (dict(search_radius=-3), InvalidParameterError, "search_radius=-3"),
         (dict(method="phase"), UnknownMethodError, "method='phase' is not a known.*'ncc'"),
-        (dict(patch_size=100, search_radius=20), ImageTooSmallError, r"shape \(128, 128\).*140 x 140"),
+        (
+            dict(patch_size=100, search_radius=20),
+            ImageTooSmallError,
+            r"shape \(128, 128\).*140 x 140",
+        ),
     ],
 )
 def test_bad_parameters(small_pair, kwargs, error, fragment):

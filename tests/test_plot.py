@@ -23,8 +23,9 @@ def pair():
 @pytest.fixture(scope="module")
 def result(pair):
     ref, sec = pair
-    return trackoff_xr.offsets(ref.chunk(96), sec.chunk(96), patch_size=32, spacing=16,
-                               search_radius=6, method="ncc")
+    return trackoff_xr.offsets(
+        ref.chunk(96), sec.chunk(96), patch_size=32, spacing=16, search_radius=6, method="ncc"
+    )
 
 
 def _quiver(fig):
@@ -50,8 +51,14 @@ def test_velocity_map_on_pixel_grid(result, pair, tmp_path):
 def test_velocity_map_north_up_grid(pair):
     ref, sec = pair
     geo = {"y": 5000.0 - 10.0 * ref.y.values, "x": 1000.0 + 10.0 * ref.x.values}
-    ds = trackoff_xr.offsets(ref.assign_coords(**geo), sec.assign_coords(**geo), patch_size=32,
-                             spacing=16, search_radius=6, method="ncc")
+    ds = trackoff_xr.offsets(
+        ref.assign_coords(**geo),
+        sec.assign_coords(**geo),
+        patch_size=32,
+        spacing=16,
+        search_radius=6,
+        method="ncc",
+    )
     fig = velocity_map(ds)
     bottom, top = fig.axes[0].get_ylim()
     assert bottom < top  # north up, first row still on top
@@ -67,8 +74,11 @@ def test_velocity_map_uses_velocity_units(result):
 
 def test_other_figures(result):
     filtered = fill_gaps(filter_offsets(result))
-    for fig in (score_map(filtered), filter_comparison(result, filtered),
-                offset_histogram(filtered)):
+    for fig in (
+        score_map(filtered),
+        filter_comparison(result, filtered),
+        offset_histogram(filtered),
+    ):
         assert isinstance(fig, Figure)
         fig.canvas.draw()
 

@@ -13,6 +13,7 @@ Importing the package registers the ``.trackoff`` accessor on DataArrays.
 from importlib.metadata import PackageNotFoundError, version
 
 from . import accessor as _accessor  # noqa: F401  (registers .trackoff)
+from .classifier.filter import filter_probability
 from .exceptions import (
     DimensionError,
     GridMismatchError,
@@ -26,6 +27,7 @@ from .exceptions import (
 from .filters import fill_gaps, filter_median, filter_offsets, filter_score, filter_velocity
 from .grid import GridSpec
 from .io import open_image
+from .matchers import available_methods, get_matcher, register_matcher
 from .sentinel1 import (
     CalibrationNotAvailableError,
     NotASafeProductError,
@@ -34,6 +36,7 @@ from .sentinel1 import (
     check_s1_pair,
     open_safe,
 )
+from .tracking import offsets
 from .velocity import MissingMetadataError, pair_metadata, velocity
 from .writers import (
     IncompleteStoreError,
@@ -44,8 +47,6 @@ from .writers import (
     to_geotiff,
     to_zarr,
 )
-from .matchers import available_methods, get_matcher, register_matcher
-from .tracking import offsets
 
 try:
     __version__ = version("trackoff_xr")
@@ -76,6 +77,7 @@ __all__ = [
     "fill_gaps",
     "filter_median",
     "filter_offsets",
+    "filter_probability",
     "filter_score",
     "filter_velocity",
     "get_matcher",

@@ -23,8 +23,13 @@ __all__ = ["PIL_FILTERS", "pil_filter", "rescale", "rotate"]
 PIL_FILTERS: dict[str, tuple[np.ndarray, float, float]] = {
     name: (np.array(kernel, dtype=np.float32).reshape(size, size), float(scale), float(offset))
     for name, size, scale, offset, kernel in [
-        ("BLUR", 5, 16, 0, (1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1,
-                            1, 1, 1, 1, 1)),
+        (
+            "BLUR",
+            5,
+            16,
+            0,
+            (1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1),
+        ),
         ("CONTOUR", 3, 1, 255, (-1, -1, -1, -1, 8, -1, -1, -1, -1)),
         ("DETAIL", 3, 6, 0, (0, -1, 0, -1, 10, -1, 0, -1, 0)),
         ("EDGE_ENHANCE", 3, 2, 0, (-1, -1, -1, -1, 10, -1, -1, -1, -1)),
@@ -79,8 +84,12 @@ def pil_filter(images: np.ndarray, name: str, *, uint8: bool = False) -> np.ndar
     # correlation with the rows flipped. PIL divides the kernel by the scale
     # in float32 first, and so do we.
     k = np.ascontiguousarray(kernel[::-1, :] / np.float32(scale))
-    out = np.stack([cv2.filter2D(img.astype(np.float32), -1, k, borderType=cv2.BORDER_REPLICATE)
-                    for img in batch])
+    out = np.stack(
+        [
+            cv2.filter2D(img.astype(np.float32), -1, k, borderType=cv2.BORDER_REPLICATE)
+            for img in batch
+        ]
+    )
     if uint8:
         half = kernel.shape[0] // 2
         filtered = np.clip(np.floor(out.astype(np.float64) + offset + 0.5), 0, 255).astype(np.uint8)
@@ -110,11 +119,16 @@ def rescale(images: np.ndarray, buff: int) -> np.ndarray:
     margin = max(buff, 0)
     out_shape = (rows - 2 * margin, cols - 2 * margin)
     crop = margin - buff  # pixels cut from each side before resizing
-    out = np.stack([
-        cv2.resize(img[crop: rows - crop, crop: cols - crop].astype(np.float32),
-                   (out_shape[1], out_shape[0]), interpolation=cv2.INTER_LINEAR)
-        for img in batch
-    ])
+    out = np.stack(
+        [
+            cv2.resize(
+                img[crop : rows - crop, crop : cols - crop].astype(np.float32),
+                (out_shape[1], out_shape[0]),
+                interpolation=cv2.INTER_LINEAR,
+            )
+            for img in batch
+        ]
+    )
     return out[0] if single else out
 
 
@@ -136,10 +150,19 @@ def rotate(images: np.ndarray, angle: float, *, crop: int | None = None) -> np.n
     batch, single = _batch(images)
     n, rows, cols = batch.shape
     matrix = cv2.getRotationMatrix2D(((cols - 1) / 2, (rows - 1) / 2), angle, 1.0)
-    out = np.stack([cv2.warpAffine(img.astype(np.float32), matrix, (cols, rows),
-                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-                    for img in batch])
+    out = np.stack(
+        [
+            cv2.warpAffine(
+                img.astype(np.float32),
+                matrix,
+                (cols, rows),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT,
+            )
+            for img in batch
+        ]
+    )
     if crop is not None:
         r0, c0 = (rows - crop) // 2, (cols - crop) // 2
-        out = out[:, r0: r0 + crop, c0: c0 + crop]
+        out = out[:, r0 : r0 + crop, c0 : c0 + crop]
     return out[0] if single else out

@@ -108,7 +108,7 @@ def plan_axis(length: int, grid: GridSpec, target_chunk: int, depth: int | None 
         # a tail narrower than the halo cannot feed its neighbour's overlap
         del bounds[-2]
         points[-2:] = [points[-2] + points[-1]]
-    chunks = tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:]))
+    chunks = tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=False))
     return AxisPlan(chunks=chunks, points=tuple(int(p) for p in points))
 
 
@@ -228,18 +228,27 @@ def match_blockwise(
     shape = tuple(ref.shape)
     target = _target_chunks(ref, default_chunk)
     depth = grid.halo + _context(matcher)
-    plans = (plan_axis(shape[0], grid, target[0], depth), plan_axis(shape[1], grid, target[1], depth))
+    plans = (
+        plan_axis(shape[0], grid, target[0], depth),
+        plan_axis(shape[1], grid, target[1], depth),
+    )
     chunks = (plans[0].chunks, plans[1].chunks)
-    logger.debug("blockwise plan: input chunks %s, points per chunk %s", chunks,
-                 (plans[0].points, plans[1].points))
+    logger.debug(
+        "blockwise plan: input chunks %s, points per chunk %s",
+        chunks,
+        (plans[0].points, plans[1].points),
+    )
 
     def prepare(a: Any) -> da.Array:
         a = a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=chunks)
         return a.astype(np.float32).rechunk(chunks)
 
     ref_d, sec_d = prepare(ref), prepare(sec)
-    name = "trackoff-" + getattr(matcher, "name", "match") + "-" + tokenize(
-        ref_d, sec_d, grid, matcher
+    name = (
+        "trackoff-"
+        + getattr(matcher, "name", "match")
+        + "-"
+        + tokenize(ref_d, sec_d, grid, matcher)
     )
     return da.map_overlap(
         _match_block,

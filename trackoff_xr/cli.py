@@ -30,9 +30,14 @@ def _debug_option(func: Any) -> Any:
             logging.basicConfig(level=logging.WARNING)
             logging.getLogger("trackoff_xr").setLevel(logging.DEBUG)
 
-    return click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
-                        callback=callback,
-                        help="Log the choices made and show tracebacks on errors.")(func)
+    return click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=callback,
+        help="Log the choices made and show tracebacks on errors.",
+    )(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,37 +57,106 @@ def cli() -> None:
 @cli.command()
 @click.argument("ref", metavar="REF")
 @click.argument("sec", metavar="SEC")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=True, file_okay=False),
-              help="Zarr store to write (replaced if it exists).")
-@click.option("--method", default="cnn", show_default=True,
-              type=click.Choice(["ncc", "cnn", "classifier"]), help="Matcher.")
-@click.option("--patch-size", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Template edge, pixels.")
-@click.option("--spacing", default=32, show_default=True, type=click.IntRange(min=1),
-              help="Distance between grid points, pixels.")
-@click.option("--search-radius", default=16, show_default=True, type=click.IntRange(min=0),
-              help="Largest offset searched along each axis, pixels.")
-@click.option("--chunks", default=2048, show_default=True, type=click.IntRange(min=64),
-              help="Dask chunk edge for reading the images, pixels.")
-@click.option("--scheduler", default="threads", show_default=True,
-              type=click.Choice(["threads", "processes", "distributed"]),
-              help="Dask scheduler; 'distributed' starts a local cluster.")
-@click.option("--workers", default=None, type=click.IntRange(min=1),
-              help="Threads, processes or cluster workers (default: one per core).")
-@click.option("--filter/--no-filter", "apply_filter", default=True, show_default=True,
-              help="Apply the default filter chain (score + median/MAD test).")
-@click.option("--days", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Days between the images (default: from their acquisition times).")
-@click.option("--pixel-size", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Pixel size in metres (default: from the CRS or the S1 annotation).")
-@click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
-              help="Also write the valid points as CSV (the TrackOff paper's columns).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=True, file_okay=False),
+    help="Zarr store to write (replaced if it exists).",
+)
+@click.option(
+    "--method",
+    default="cnn",
+    show_default=True,
+    type=click.Choice(["ncc", "cnn", "classifier"]),
+    help="Matcher.",
+)
+@click.option(
+    "--patch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Template edge, pixels.",
+)
+@click.option(
+    "--spacing",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Distance between grid points, pixels.",
+)
+@click.option(
+    "--search-radius",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Largest offset searched along each axis, pixels.",
+)
+@click.option(
+    "--chunks",
+    default=2048,
+    show_default=True,
+    type=click.IntRange(min=64),
+    help="Dask chunk edge for reading the images, pixels.",
+)
+@click.option(
+    "--scheduler",
+    default="threads",
+    show_default=True,
+    type=click.Choice(["threads", "processes", "distributed"]),
+    help="Dask scheduler; 'distributed' starts a local cluster.",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Threads, processes or cluster workers (default: one per core).",
+)
+@click.option(
+    "--filter/--no-filter",
+    "apply_filter",
+    default=True,
+    show_default=True,
+    help="Apply the default filter chain (score + median/MAD test).",
+)
+@click.option(
+    "--days",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Days between the images (default: from their acquisition times).",
+)
+@click.option(
+    "--pixel-size",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Pixel size in metres (default: from the CRS or the S1 annotation).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the valid points as CSV (the TrackOff paper's columns).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @_debug_option
-def run(ref: str, sec: str, out: str, method: str, patch_size: int, spacing: int,
-        search_radius: int, chunks: int, scheduler: str, workers: int | None,
-        apply_filter: bool, days: float | None, pixel_size: float | None,
-        csv_path: str | None, quiet: bool) -> None:
+def run(
+    ref: str,
+    sec: str,
+    out: str,
+    method: str,
+    patch_size: int,
+    spacing: int,
+    search_radius: int,
+    chunks: int,
+    scheduler: str,
+    workers: int | None,
+    apply_filter: bool,
+    days: float | None,
+    pixel_size: float | None,
+    csv_path: str | None,
+    quiet: bool,
+) -> None:
     """Track REF (earlier image) against SEC (later image) and write a Zarr store.
 
     \b
@@ -103,8 +177,14 @@ def run(ref: str, sec: str, out: str, method: str, patch_size: int, spacing: int
 
     ref_image = trackoff_xr.open_image(ref, chunks=chunks)
     sec_image = trackoff_xr.open_image(sec, chunks=chunks)
-    ds = trackoff_xr.offsets(ref_image, sec_image, patch_size=patch_size, spacing=spacing,
-                             search_radius=search_radius, method=method)
+    ds = trackoff_xr.offsets(
+        ref_image,
+        sec_image,
+        patch_size=patch_size,
+        spacing=spacing,
+        search_radius=search_radius,
+        method=method,
+    )
     try:
         ds = velocity(ds, days=days, pixel_size=pixel_size)
     except MissingMetadataError:
@@ -115,9 +195,12 @@ def run(ref: str, sec: str, out: str, method: str, patch_size: int, spacing: int
     ds.attrs["reference_image"] = os.path.abspath(ref) if os.path.exists(ref) else ref
     ds.attrs["secondary_image"] = os.path.abspath(sec) if os.path.exists(sec) else sec
     if not quiet:
-        click.echo(f"tracking {ref_image.shape[0]} x {ref_image.shape[1]} px -> "
-                   f"{ds.sizes['y']} x {ds.sizes['x']} points with method={method!r} "
-                   f"({scheduler} scheduler)", err=True)
+        click.echo(
+            f"tracking {ref_image.shape[0]} x {ref_image.shape[1]} px -> "
+            f"{ds.sizes['y']} x {ds.sizes['x']} points with method={method!r} "
+            f"({scheduler} scheduler)",
+            err=True,
+        )
     write_zarr(ds, out, scheduler=scheduler, workers=workers, progress=not quiet)
     if csv_path:
         _write_csv(out, csv_path)
@@ -132,8 +215,9 @@ def _scheduler_context(scheduler: str, workers: int | None) -> tuple[AbstractCon
     if scheduler == "distributed":
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=workers or None, threads_per_worker=1,
-                               dashboard_address=None, processes=True)
+        cluster = LocalCluster(
+            n_workers=workers or None, threads_per_worker=1, dashboard_address=None, processes=True
+        )
         client = Client(cluster)
         return client, client
     options: dict[str, Any] = {"scheduler": scheduler}
@@ -142,8 +226,14 @@ def _scheduler_context(scheduler: str, workers: int | None) -> tuple[AbstractCon
     return dask.config.set(**options), None
 
 
-def write_zarr(ds: Any, path: str | os.PathLike[str], *, scheduler: str = "threads",
-               workers: int | None = None, progress: bool = True) -> Path:
+def write_zarr(
+    ds: Any,
+    path: str | os.PathLike[str],
+    *,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Compute ``ds`` into a Zarr store at ``path``, atomically.
 
     The store is written to a hidden sibling first and renamed into place at
@@ -187,8 +277,9 @@ def write_zarr(ds: Any, path: str | os.PathLike[str], *, scheduler: str = "threa
             else:
                 from dask.diagnostics import ProgressBar
 
-                bar: AbstractContextManager = (ProgressBar(minimum=1.0, out=sys.stderr)
-                                               if progress else nullcontext())
+                bar: AbstractContextManager = (
+                    ProgressBar(minimum=1.0, out=sys.stderr) if progress else nullcontext()
+                )
                 with bar:
                     delayed.compute()
     finally:
@@ -202,8 +293,9 @@ def write_zarr(ds: Any, path: str | os.PathLike[str], *, scheduler: str = "threa
 def _open_result(path: str) -> Any:
 
     if not os.path.exists(path):
-        raise click.BadParameter(f"no Zarr store at {path!r}; pass the --out path of "
-                                 "'trackoff run'", param_hint="RESULT")
+        raise click.BadParameter(
+            f"no Zarr store at {path!r}; pass the --out path of 'trackoff run'", param_hint="RESULT"
+        )
     from .writers import open_zarr
 
     try:
@@ -211,12 +303,16 @@ def _open_result(path: str) -> Any:
     except TrackOffError:
         raise
     except Exception as exc:  # zarr raises several unrelated types
-        raise click.BadParameter(f"{path!r} is not a readable Zarr store ({exc}); pass the "
-                                 "--out path of 'trackoff run'", param_hint="RESULT") from exc
+        raise click.BadParameter(
+            f"{path!r} is not a readable Zarr store ({exc}); pass the --out path of 'trackoff run'",
+            param_hint="RESULT",
+        ) from exc
     if "dx" not in ds or "dy" not in ds:
-        raise click.BadParameter(f"{path!r} holds {sorted(map(str, ds.data_vars))}, not dx and "
-                                 "dy; pass a store written by 'trackoff run'",
-                                 param_hint="RESULT")
+        raise click.BadParameter(
+            f"{path!r} holds {sorted(map(str, ds.data_vars))}, not dx and "
+            "dy; pass a store written by 'trackoff run'",
+            param_hint="RESULT",
+        )
     return ds
 
 
@@ -234,21 +330,26 @@ def _summary(store: str) -> str:
     if "valid" in ds:
         valid &= ds.valid.values.astype(bool)
     n = valid.size
-    lines = [f"grid: {ds.sizes['y']} x {ds.sizes['x']} points ({n}), "
-             f"patch {ds.attrs.get('patch_size')} px, spacing {ds.attrs.get('spacing')} px, "
-             f"search radius {ds.attrs.get('search_radius')} px, method {ds.attrs.get('method')}",
-             f"valid: {int(valid.sum())} points ({100 * valid.sum() / max(n, 1):.1f}%)"]
+    lines = [
+        f"grid: {ds.sizes['y']} x {ds.sizes['x']} points ({n}), "
+        f"patch {ds.attrs.get('patch_size')} px, spacing {ds.attrs.get('spacing')} px, "
+        f"search radius {ds.attrs.get('search_radius')} px, method {ds.attrs.get('method')}",
+        f"valid: {int(valid.sum())} points ({100 * valid.sum() / max(n, 1):.1f}%)",
+    ]
     if valid.any():
         mag = np.hypot(ds.dx.values, ds.dy.values)[valid]
-        lines.append(f"offset: median {np.median(mag):.3f} px, max {mag.max():.3f} px "
-                     f"(median dx {np.median(ds.dx.values[valid]):.3f}, "
-                     f"dy {np.median(ds.dy.values[valid]):.3f})")
+        lines.append(
+            f"offset: median {np.median(mag):.3f} px, max {mag.max():.3f} px "
+            f"(median dx {np.median(ds.dx.values[valid]):.3f}, "
+            f"dy {np.median(ds.dy.values[valid]):.3f})"
+        )
         if "v" in ds:
             v = ds.v.values[valid & np.isfinite(ds.v.values)]
             units = ds.v.attrs.get("units", "")
             if v.size:
-                lines.append(f"velocity: median {np.median(v):.3f} {units}, "
-                             f"max {v.max():.3f} {units}")
+                lines.append(
+                    f"velocity: median {np.median(v):.3f} {units}, max {v.max():.3f} {units}"
+                )
     if ds.attrs.get("filters"):
         lines.append(f"filters: {ds.attrs['filters']}")
     return "\n".join(lines)
@@ -272,18 +373,34 @@ FIGURES = ("velocity", "score", "histogram", "comparison")
 
 @cli.command()
 @click.argument("result", metavar="RESULT")
-@click.option("--out", "out", default="figures", show_default=True,
-              help="Folder for the PNGs, or a .png file with one --figure.")
-@click.option("--figure", "figures", multiple=True, type=click.Choice(FIGURES + ("all",)),
-              default=("all",), show_default=True, help="Which figure(s) to draw.")
-@click.option("--background", default=None,
-              help="Image drawn under the motion map (default: the run's reference "
-                   "image, when the file is still there; 'none' for no image).")
+@click.option(
+    "--out",
+    "out",
+    default="figures",
+    show_default=True,
+    help="Folder for the PNGs, or a .png file with one --figure.",
+)
+@click.option(
+    "--figure",
+    "figures",
+    multiple=True,
+    type=click.Choice(FIGURES + ("all",)),
+    default=("all",),
+    show_default=True,
+    help="Which figure(s) to draw.",
+)
+@click.option(
+    "--background",
+    default=None,
+    help="Image drawn under the motion map (default: the run's reference "
+    "image, when the file is still there; 'none' for no image).",
+)
 @click.option("--dpi", default=110, show_default=True, type=click.IntRange(min=20))
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @_debug_option
-def plot(result: str, out: str, figures: tuple[str, ...], background: str | None, dpi: int,
-         quiet: bool) -> None:
+def plot(
+    result: str, out: str, figures: tuple[str, ...], background: str | None, dpi: int, quiet: bool
+) -> None:
     """Draw PNG figures of a RESULT store written by 'trackoff run'.
 
     Writes velocity_map.png (motion over the reference image), score_map.png,
@@ -305,9 +422,11 @@ def plot(result: str, out: str, figures: tuple[str, ...], background: str | None
     wanted = FIGURES if "all" in figures else tuple(dict.fromkeys(figures))
     single_file = out.lower().endswith(".png")
     if single_file and len(wanted) != 1:
-        raise click.BadParameter(f"--out {out!r} is one file but {len(wanted)} figures were "
-                                 "asked for; pick one with --figure, or give a folder",
-                                 param_hint="--out")
+        raise click.BadParameter(
+            f"--out {out!r} is one file but {len(wanted)} figures were "
+            "asked for; pick one with --figure, or give a folder",
+            param_hint="--out",
+        )
     image = None
     if "velocity" in wanted:
         path = background if background is not None else ds.attrs.get("reference_image")
@@ -323,9 +442,11 @@ def plot(result: str, out: str, figures: tuple[str, ...], background: str | None
     if "comparison" in wanted and not ds.attrs.get("filters"):
         made["filter_comparison"] = plots.filter_comparison(ds, filter_offsets(ds))
     if not made:
-        raise click.BadParameter(f"nothing to draw for --figure {' '.join(figures)} (the "
-                                 "comparison needs an unfiltered result: run with --no-filter)",
-                                 param_hint="--figure")
+        raise click.BadParameter(
+            f"nothing to draw for --figure {' '.join(figures)} (the "
+            "comparison needs an unfiltered result: run with --no-filter)",
+            param_hint="--figure",
+        )
     if single_file:
         paths = {name: Path(out) for name in made}
     else:
@@ -338,8 +459,13 @@ def plot(result: str, out: str, figures: tuple[str, ...], background: str | None
 
 
 @cli.command()
-@click.option("--out", "out_dir", default="demo_output", show_default=True,
-              help="Folder for offsets.zarr and offsets.png.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="demo_output",
+    show_default=True,
+    help="Folder for offsets.zarr and offsets.png.",
+)
 @click.option("--size", default=1024, show_default=True, help="Image edge in pixels.")
 @click.option("--method", default="cnn", show_default=True, help="Matcher to run.")
 @click.option("--seed", default=42, show_default=True, help="Seed of the generated pair.")
@@ -351,20 +477,37 @@ def demo(out_dir: str, size: int, method: str, seed: int) -> None:
     click.echo(f"generating a {size} x {size} speckled glacier pair (seed {seed}) ...")
     result = run_demo(out_dir, size=size, method=method, seed=seed)
     ds = result.dataset
-    click.echo(f"tracked {ds.sizes['y']} x {ds.sizes['x']} points with method={method!r}: "
-               f"{100 * result.valid_fraction:.0f}% valid")
+    click.echo(
+        f"tracked {ds.sizes['y']} x {ds.sizes['x']} points with method={method!r}: "
+        f"{100 * result.valid_fraction:.0f}% valid"
+    )
     click.echo(f"RMSE against the known displacement field: {result.rmse:.3f} px")
     click.echo(f"wrote {result.zarr_path} and {result.figure_path}")
 
 
 @cli.command()
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Folder for the weights and their JSON [default: the package's own].")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder for the weights and their JSON [default: the package's own].",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of data, weights and order.")
-@click.option("--steps", default=3000, show_default=True, type=click.IntRange(min=1),
-              help="Optimisation steps (batch of 32 generated pairs each).")
-@click.option("--calibration-scenes", default=24, show_default=True,
-              type=click.IntRange(min=2), help="Generated scenes for the confidence calibration.")
+@click.option(
+    "--steps",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Optimisation steps (batch of 32 generated pairs each).",
+)
+@click.option(
+    "--calibration-scenes",
+    default=24,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Generated scenes for the confidence calibration.",
+)
 @_debug_option
 def train(out_dir: str | None, seed: int, steps: int, calibration_scenes: int) -> None:
     """Train the shared CNN matcher on generated pairs, then calibrate its confidence.
@@ -377,8 +520,12 @@ def train(out_dir: str | None, seed: int, steps: int, calibration_scenes: int) -
     from .cnn.features import DEFAULT_WEIGHTS
     from .cnn.train import build_model
 
-    weights = build_model(out_dir or DEFAULT_WEIGHTS.parent, seed=seed, steps=steps,
-                          calibration_scenes=calibration_scenes)
+    weights = build_model(
+        out_dir or DEFAULT_WEIGHTS.parent,
+        seed=seed,
+        steps=steps,
+        calibration_scenes=calibration_scenes,
+    )
     click.echo(f"wrote {weights} and its .json")
 
 
@@ -413,8 +560,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if _STATE["debug"]:
             raise
-        click.echo(f"error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug "
-                   "for the traceback)", err=True)
+        click.echo(
+            f"error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug "
+            "for the traceback)",
+            err=True,
+        )
         sys.exit(1)
 
 

@@ -33,9 +33,10 @@ def _truth_at_points(truth: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
     # a rolling window ending at pixel i + patch - 1 covers the template starting at i
     starts_y = np.round(ds.y.values - (patch - 1) / 2).astype(int)
     starts_x = np.round(ds.x.values - (patch - 1) / 2).astype(int)
-    return smooth.isel(y=xr.DataArray(starts_y + patch - 1, dims="y"),
-                       x=xr.DataArray(starts_x + patch - 1, dims="x")).assign_coords(
-        y=ds.y, x=ds.x)
+    return smooth.isel(
+        y=xr.DataArray(starts_y + patch - 1, dims="y"),
+        x=xr.DataArray(starts_x + patch - 1, dims="x"),
+    ).assign_coords(y=ds.y, x=ds.x)
 
 
 def _figure(ref: xr.DataArray, ds: xr.Dataset, path: Path) -> None:
@@ -47,13 +48,27 @@ def _figure(ref: xr.DataArray, ds: xr.Dataset, path: Path) -> None:
     magnitude = np.hypot(ds.dx, ds.dy)
     lo, hi = np.nanpercentile(ref.values, [2, 98])
     fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
-    ax.imshow(ref.values, cmap="gray", vmin=lo, vmax=hi,
-              extent=(ref.x[0] - 0.5, ref.x[-1] + 0.5, ref.y[-1] + 0.5, ref.y[0] - 0.5))
+    ax.imshow(
+        ref.values,
+        cmap="gray",
+        vmin=lo,
+        vmax=hi,
+        extent=(ref.x[0] - 0.5, ref.x[-1] + 0.5, ref.y[-1] + 0.5, ref.y[0] - 0.5),
+    )
     step = max(1, ds.sizes["x"] // 25)
     mesh = ax.pcolormesh(ds.x, ds.y, magnitude, cmap="viridis", alpha=0.6, shading="nearest")
     sub = ds.isel(y=slice(None, None, step), x=slice(None, None, step))
-    ax.quiver(sub.x, sub.y, sub.dx, sub.dy, color="white", angles="xy", scale_units="xy",
-              scale=0.15, width=0.003)
+    ax.quiver(
+        sub.x,
+        sub.y,
+        sub.dx,
+        sub.dy,
+        color="white",
+        angles="xy",
+        scale_units="xy",
+        scale=0.15,
+        width=0.003,
+    )
     fig.colorbar(mesh, ax=ax, label="offset magnitude (pixels)")
     ax.set_title("trackoff_xr demo: offsets on a generated glacier pair")
     ax.set_xlabel("column")
@@ -96,8 +111,14 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ref, sec, truth = sar_pair((size, size), max_displacement=10.0, looks=4.0, seed=seed)
-    ds = offsets(ref.chunk(chunks), sec.chunk(chunks), patch_size=64, spacing=32,
-                 search_radius=16, method=method)
+    ds = offsets(
+        ref.chunk(chunks),
+        sec.chunk(chunks),
+        patch_size=64,
+        spacing=32,
+        search_radius=16,
+        method=method,
+    )
     ds = ds.compute()
     expected = _truth_at_points(truth, ds)
     ds["true_dx"] = expected.dx.assign_attrs(long_name="true offset along columns", units="pixel")

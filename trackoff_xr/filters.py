@@ -277,11 +277,15 @@ def _apply(ds: xr.Dataset, keep: xr.DataArray, description: str) -> xr.Dataset:
     """Narrow ``valid`` by ``keep``, blank rejected offsets, record ``description``."""
     out = ds.copy()
     valid = _valid(ds) & keep.fillna(False).astype(bool)
-    attrs = dict(ds["valid"].attrs) if "valid" in ds else {
-        "long_name": "point has a finite offset and passed every filter applied",
-        "flag_values": "0 1",
-        "flag_meanings": "rejected valid",
-    }
+    attrs = (
+        dict(ds["valid"].attrs)
+        if "valid" in ds
+        else {
+            "long_name": "point has a finite offset and passed every filter applied",
+            "flag_values": "0 1",
+            "flag_meanings": "rejected valid",
+        }
+    )
     out["valid"] = valid.assign_attrs(attrs)
     for name in _OFFSET_VARS:
         if name in ds:
@@ -390,8 +394,12 @@ def filter_median(
     (1, True)
     """
     _check_dataset(ds, "filter_median")
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 3 \
-            or window % 2 == 0:
+    if (
+        isinstance(window, bool)
+        or not isinstance(window, (int, np.integer))
+        or window < 3
+        or window % 2 == 0
+    ):
         raise InvalidParameterError(
             f"window={window!r} is not an odd integer >= 3; pass e.g. window=5"
         )
@@ -400,15 +408,23 @@ def filter_median(
     threshold = _positive("threshold", threshold, allow_zero=False)
     epsilon = _positive("epsilon", epsilon)
     max_neighbours = window * window - 1
-    if isinstance(min_neighbours, bool) or not isinstance(min_neighbours, (int, np.integer)) \
-            or not 0 <= min_neighbours <= max_neighbours:
+    if (
+        isinstance(min_neighbours, bool)
+        or not isinstance(min_neighbours, (int, np.integer))
+        or not 0 <= min_neighbours <= max_neighbours
+    ):
         raise InvalidParameterError(
             f"min_neighbours={min_neighbours!r} is not an integer in [0, {max_neighbours}] "
             f"(a {window}x{window} window has {max_neighbours} neighbours); pass e.g. "
             "min_neighbours=3"
         )
-    options = dict(window=int(window), threshold=threshold, units=units,
-                   min_neighbours=int(min_neighbours), epsilon=epsilon)
+    options = dict(
+        window=int(window),
+        threshold=threshold,
+        units=units,
+        min_neighbours=int(min_neighbours),
+        epsilon=epsilon,
+    )
 
     def kernel(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         return median_test(dx, dy, **options)  # type: ignore[arg-type]
@@ -422,8 +438,9 @@ def filter_median(
         rule = f"|offset - median| <= {threshold:g} MAD (+{epsilon:g} px)"
     else:
         rule = f"|offset - median| <= {threshold:g} px"
-    return _apply(ds, keep, f"median test: {window}x{window} window, {rule}, "
-                            f">= {min_neighbours} neighbours")
+    return _apply(
+        ds, keep, f"median test: {window}x{window} window, {rule}, >= {min_neighbours} neighbours"
+    )
 
 
 def filter_velocity(
@@ -509,8 +526,9 @@ def fill_gaps(ds: xr.Dataset, max_gap: int = 1) -> xr.Dataset:
     """
     _check_dataset(ds, "fill_gaps")
     if isinstance(max_gap, bool) or not isinstance(max_gap, (int, np.integer)) or max_gap < 1:
-        raise InvalidParameterError(f"max_gap={max_gap!r} is not an integer >= 1; pass e.g. "
-                                    "max_gap=1")
+        raise InvalidParameterError(
+            f"max_gap={max_gap!r} is not an integer >= 1; pass e.g. max_gap=1"
+        )
     valid = _valid(ds)
     dims = ds["dx"].dims
     names = [n for n in _FLOW_VARS if n in ds]
@@ -534,8 +552,9 @@ def fill_gaps(ds: xr.Dataset, max_gap: int = 1) -> xr.Dataset:
     out = ds.copy()
     interp = xr.DataArray(results[k], dims=dims, coords=ds["dx"].coords).astype(np.uint8)
     for name, result in zip(names, results[:k], strict=True):
-        out[name] = xr.DataArray(result, dims=dims, coords=ds[name].coords,
-                                 attrs=ds[name].attrs).astype(ds[name].dtype)
+        out[name] = xr.DataArray(
+            result, dims=dims, coords=ds[name].coords, attrs=ds[name].attrs
+        ).astype(ds[name].dtype)
     out["valid"] = (valid | (interp > 0)).assign_attrs(ds["valid"].attrs if "valid" in ds else {})
     out["interp_mask"] = interp.assign_attrs(
         long_name="point was interpolated, not measured",
@@ -607,5 +626,11 @@ def filter_offsets(
     """
     _check_dataset(ds, "filter_offsets")
     out = filter_score(ds, min_score) if "score" in ds else ds
-    return filter_median(out, window=window, threshold=threshold, units="mad",
-                         min_neighbours=min_neighbours, epsilon=epsilon)
+    return filter_median(
+        out,
+        window=window,
+        threshold=threshold,
+        units="mad",
+        min_neighbours=min_neighbours,
+        epsilon=epsilon,
+    )

@@ -25,8 +25,7 @@ MIN_PATCH_SIZE = 8
 def _as_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidParameterError(
-            f"{name}={value!r} is not an integer; use a whole number of pixels, "
-            f"e.g. {name}=32"
+            f"{name}={value!r} is not an integer; use a whole number of pixels, e.g. {name}=32"
         )
     return int(value)
 
@@ -93,7 +92,7 @@ class GridSpec:
         return self.patch_size // 2 + self.search_radius
 
     def n_points(self, length: int) -> int:
-        """Number of grid points along an axis of ``length`` pixels."""
+        """Count the grid points along an axis of ``length`` pixels."""
         if length < self.patch_size:
             return 0
         return (length - self.patch_size) // self.spacing + 1
@@ -103,7 +102,7 @@ class GridSpec:
         return np.arange(self.n_points(length)) * self.spacing
 
     def anchors(self, length: int) -> np.ndarray:
-        """The pixel that owns each grid point: ``start + patch_size // 2``."""
+        """Return the pixel that owns each grid point: ``start + patch_size // 2``."""
         return self.template_starts(length) + self.patch_size // 2
 
     def window_fits(self, length: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from .exceptions import InvalidParameterError, MethodNotAvailableError, UnknownMethodError
+from .exceptions import InvalidParameterError, UnknownMethodError
 from .kernels import SUBPIXEL_METHODS, ncc_surfaces, refine_peaks, refine_translation
 
 __all__ = [
@@ -107,7 +107,9 @@ class NCCMatcher:
 
 
 def correlate_and_refine(
-    templates: np.ndarray, windows: np.ndarray, subpixel: str = "gauss-newton",
+    templates: np.ndarray,
+    windows: np.ndarray,
+    subpixel: str = "gauss-newton",
     refine_on: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """ZNCC search over the whole window, then sub-pixel refinement of the peak.
@@ -147,16 +149,6 @@ def correlate_and_refine(
     dy[~(peak > 0)] = np.nan
     dx[~(peak > 0)] = np.nan
     return dy, dx, peak, surfaces
-
-
-def _not_yet(method: str) -> Callable[..., Matcher]:
-    def factory(**_: Any) -> Matcher:
-        raise MethodNotAvailableError(
-            f"method={method!r} is not available in this version of trackoff_xr yet; "
-            "use method='ncc' (normalised cross-correlation) for now"
-        )
-
-    return factory
 
 
 def _cnn(**options: Any) -> Matcher:

@@ -73,8 +73,9 @@ def _magnitude(ds: xr.Dataset) -> tuple[np.ndarray, str]:
     if "v" in ds:
         units = ds["v"].attrs.get("units", "meter/year")
         return np.where(valid, ds["v"].values, np.nan), f"velocity ({units})"
-    return np.where(valid, np.hypot(ds["dx"].values, ds["dy"].values), np.nan), \
-        "offset magnitude (pixel)"
+    return np.where(
+        valid, np.hypot(ds["dx"].values, ds["dy"].values), np.nan
+    ), "offset magnitude (pixel)"
 
 
 def _steps(ds: xr.Dataset) -> tuple[float, float]:
@@ -100,8 +101,12 @@ def _extent(ds: xr.Dataset) -> tuple[float, float, float, float]:
     """``(left, right, bottom, top)`` of the grid cells, first row on top."""
     sy, sx = _steps(ds)
     y, x = ds["y"].values, ds["x"].values
-    return (float(x[0] - sx / 2), float(x[-1] + sx / 2),
-            float(y[-1] + sy / 2), float(y[0] - sy / 2))
+    return (
+        float(x[0] - sx / 2),
+        float(x[-1] + sx / 2),
+        float(y[-1] + sy / 2),
+        float(y[0] - sy / 2),
+    )
 
 
 def _frame(ax: Axes, ds: xr.Dataset) -> None:
@@ -140,7 +145,7 @@ def _background(ax: Axes, image: xr.DataArray) -> None:
         image = image.coarsen({ydim: factor, xdim: factor}, boundary="trim").mean()
     values = np.asarray(image.values, dtype=np.float64)
     finite = values[np.isfinite(values)]
-    lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+    lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
     if hi <= lo:
         hi = lo + 1.0
     y = image[ydim].values if ydim in image.coords else np.arange(image.shape[0]) * factor
@@ -148,8 +153,15 @@ def _background(ax: Axes, image: xr.DataArray) -> None:
     sy = float(y[1] - y[0]) if y.size > 1 else 1.0
     sx = float(x[1] - x[0]) if x.size > 1 else 1.0
     extent = (x[0] - sx / 2, x[-1] + sx / 2, y[-1] + sy / 2, y[0] - sy / 2)
-    ax.imshow(values, cmap="gray", vmin=lo, vmax=hi, extent=extent, origin="upper",
-              interpolation="antialiased")
+    ax.imshow(
+        values,
+        cmap="gray",
+        vmin=lo,
+        vmax=hi,
+        extent=extent,
+        origin="upper",
+        interpolation="antialiased",
+    )
 
 
 def velocity_map(
@@ -202,12 +214,24 @@ def velocity_map(
     if background is not None:
         _background(ax, background)
     vmax = _robust_max(magnitude)
-    mesh = ax.pcolormesh(data["x"].values, data["y"].values, magnitude, shading="nearest",
-                         cmap="viridis", vmin=0.0, vmax=vmax,
-                         alpha=0.6 if background is not None else 1.0)
+    mesh = ax.pcolormesh(
+        data["x"].values,
+        data["y"].values,
+        magnitude,
+        shading="nearest",
+        cmap="viridis",
+        vmin=0.0,
+        vmax=vmax,
+        alpha=0.6 if background is not None else 1.0,
+    )
     # the colour bar shows the colours at full strength, not the translucent overlay
-    fig.colorbar(ScalarMappable(norm=mesh.norm, cmap=mesh.cmap), ax=ax, label=label,
-                 shrink=0.85, extend="max")
+    fig.colorbar(
+        ScalarMappable(norm=mesh.norm, cmap=mesh.cmap),
+        ax=ax,
+        label=label,
+        shrink=0.85,
+        extend="max",
+    )
     _quiver(ax, data, arrows)
     _frame(ax, data)
     ax.set_title(title or _default_title(data, "motion"), loc="left", fontsize="medium")
@@ -236,15 +260,37 @@ def _quiver(ax: Axes, ds: xr.Dataset, arrows: int) -> None:
         return
     keep &= length > 0.04 * typical  # no dots on stable ground
     scale = typical / (0.85 * cell)  # data units of vector per data unit of arrow
-    q = ax.quiver(xx[keep], yy[keep], u[keep], v[keep], angles="xy", scale_units="xy",
-                  scale=scale, color="white", edgecolor="black", linewidth=0.4,
-                  width=0.0035, headwidth=4, pivot="tail", zorder=3)
+    q = ax.quiver(
+        xx[keep],
+        yy[keep],
+        u[keep],
+        v[keep],
+        angles="xy",
+        scale_units="xy",
+        scale=scale,
+        color="white",
+        edgecolor="black",
+        linewidth=0.4,
+        width=0.0035,
+        headwidth=4,
+        pivot="tail",
+        zorder=3,
+    )
     pixels = float(np.percentile(np.hypot(ds["dx"].values, ds["dy"].values)[valid], 95))
     key = _nice(pixels)
     ratio = key / pixels if pixels > 0 else 1.0
-    ax.quiverkey(q, 0.86, 1.025, typical * ratio, f"{key:g} px", labelpos="E",
-                 coordinates="axes", color="black", labelcolor="black",
-                 fontproperties={"size": "small"})
+    ax.quiverkey(
+        q,
+        0.86,
+        1.025,
+        typical * ratio,
+        f"{key:g} px",
+        labelpos="E",
+        coordinates="axes",
+        color="black",
+        labelcolor="black",
+        fontproperties={"size": "small"},
+    )
 
 
 def _nice(value: float) -> float:
@@ -262,8 +308,9 @@ def _default_title(ds: xr.Dataset, what: str) -> str:
     method = ds.attrs.get("method")
     parts = [f"trackoff_xr {what}"]
     if method:
-        parts.append(f"{method}, patch {ds.attrs.get('patch_size')} px, "
-                     f"spacing {ds.attrs.get('spacing')} px")
+        parts.append(
+            f"{method}, patch {ds.attrs.get('patch_size')} px, spacing {ds.attrs.get('spacing')} px"
+        )
     return ": ".join(parts)
 
 
@@ -300,14 +347,28 @@ def score_map(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     ny, nx = score.shape
     fig = _new_figure((7.0, max(3.5, min(9.0, 5.5 * ny / max(nx, 1) + 0.8))))
     ax = fig.add_subplot()
-    mesh = ax.pcolormesh(data["x"].values, data["y"].values, score, shading="nearest",
-                         cmap="viridis", vmin=0.0, vmax=1.0)
+    mesh = ax.pcolormesh(
+        data["x"].values,
+        data["y"].values,
+        score,
+        shading="nearest",
+        cmap="viridis",
+        vmin=0.0,
+        vmax=1.0,
+    )
     fig.colorbar(mesh, ax=ax, label="match score", shrink=0.85)
     rejected = np.isfinite(score) & ~_valid(data)
     if rejected.any():
         yy, xx = np.meshgrid(data["y"].values, data["x"].values, indexing="ij")
-        ax.scatter(xx[rejected], yy[rejected], marker="x", s=12, color="red", linewidths=0.8,
-                   label=f"rejected ({int(rejected.sum())})")
+        ax.scatter(
+            xx[rejected],
+            yy[rejected],
+            marker="x",
+            s=12,
+            color="red",
+            linewidths=0.8,
+            label=f"rejected ({int(rejected.sum())})",
+        )
         ax.legend(loc="lower right", fontsize="small", framealpha=0.8)
     _frame(ax, data)
     valid_fraction = float(_valid(data).mean()) if score.size else 0.0
@@ -360,8 +421,15 @@ def filter_comparison(raw: xr.Dataset, filtered: xr.Dataset, *, title: str | Non
     fig = _new_figure((15.0, max(3.5, min(8.0, 4.6 * ny / max(nx, 1) + 1.0))))
     axes = fig.subplots(1, 3, sharex=True, sharey=True)
     for ax, mag, name in ((axes[0], mag_before, "before"), (axes[1], mag_after, "after")):
-        mesh = ax.pcolormesh(before["x"].values, before["y"].values, mag, shading="nearest",
-                             cmap="viridis", vmin=0.0, vmax=vmax)
+        mesh = ax.pcolormesh(
+            before["x"].values,
+            before["y"].values,
+            mag,
+            shading="nearest",
+            cmap="viridis",
+            vmin=0.0,
+            vmax=vmax,
+        )
         n_valid = int(np.isfinite(mag).sum())
         ax.set_title(f"{name}: {n_valid} valid points")
         _frame(ax, before)
@@ -375,20 +443,35 @@ def filter_comparison(raw: xr.Dataset, filtered: xr.Dataset, *, title: str | Non
         status[(after["interp_mask"].values > 0) & v_after] = 3
     colours = ["#d9d9d9", "#4daf4a", "#e41a1c", "#377eb8"]
     names = ["no measurement", "kept", "removed", "interpolated"]
-    axes[2].pcolormesh(before["x"].values, before["y"].values, status, shading="nearest",
-                       cmap=ListedColormap(colours), norm=BoundaryNorm(np.arange(-0.5, 4), 4))
+    axes[2].pcolormesh(
+        before["x"].values,
+        before["y"].values,
+        status,
+        shading="nearest",
+        cmap=ListedColormap(colours),
+        norm=BoundaryNorm(np.arange(-0.5, 4), 4),
+    )
     counts = [int((status == k).sum()) for k in range(4)]
-    axes[2].legend(handles=[Patch(color=c, label=f"{n} ({k})")
-                            for c, n, k in zip(colours, names, counts, strict=True) if k],
-                   loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
-                   fontsize="small", frameon=False)
+    axes[2].legend(
+        handles=[
+            Patch(color=c, label=f"{n} ({k})")
+            for c, n, k in zip(colours, names, counts, strict=True)
+            if k
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=2,
+        fontsize="small",
+        frameon=False,
+    )
     axes[2].set_title("effect of the filters")
     _frame(axes[2], before)
     for ax in axes[1:]:
         ax.set_ylabel("")
     chain = after.attrs.get("filters") or filtered.attrs.get("filters")
-    fig.suptitle(title or (f"filters: {chain}" if chain else "filter comparison"),
-                 fontsize="medium")
+    fig.suptitle(
+        title or (f"filters: {chain}" if chain else "filter comparison"), fontsize="medium"
+    )
     return fig
 
 
@@ -431,12 +514,19 @@ def offset_histogram(ds: xr.Dataset, *, bins: int = 60, title: str | None = None
         edges = np.linspace(lo, hi, bins + 1)
         for values, name, colour in ((dx, "dx", "tab:blue"), (dy, "dy", "tab:orange")):
             med = float(np.median(values))
-            ax1.hist(values, bins=edges, histtype="stepfilled", alpha=0.45, color=colour,
-                     label=f"{name} (median {med:.2f})")
+            ax1.hist(
+                values,
+                bins=edges,
+                histtype="stepfilled",
+                alpha=0.45,
+                color=colour,
+                label=f"{name} (median {med:.2f})",
+            )
             ax1.axvline(med, color=colour, linestyle="--", linewidth=1)
         ax1.legend(fontsize="small")
-        _, _, _, image = ax2.hist2d(dx, dy, bins=min(bins, 40), cmin=1, cmap="viridis",
-                                    norm=LogNorm())
+        _, _, _, image = ax2.hist2d(
+            dx, dy, bins=min(bins, 40), cmin=1, cmap="viridis", norm=LogNorm()
+        )
         fig.colorbar(image, ax=ax2, label="points", shrink=0.85)
         ax2.set_aspect("equal", adjustable="datalim")
         ax2.invert_yaxis()  # +dy (toward increasing rows) points down, as in the image

@@ -106,7 +106,7 @@ def glacier_field(
     width_fraction: float = 0.35,
     seed: int | np.random.Generator | None = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth, glacier-like displacement field ``(dy, dx)`` in pixels.
+    """Make a smooth, glacier-like displacement field ``(dy, dx)`` in pixels.
 
     An ice stream enters at the left edge, curves across the image and
     leaves at the right; displacement follows its centre line with a
@@ -142,7 +142,7 @@ def smooth_field(
     correlation_length: float = 200.0,
     seed: int | np.random.Generator | None = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth random displacement field ``(dy, dx)``, largest magnitude ``max_displacement``.
+    """Make a smooth random displacement field ``(dy, dx)`` of largest length ``max_displacement``.
 
     Each component is white noise smoothed by a Gaussian of
     ``correlation_length / 4`` pixels, then the pair is scaled so the largest
@@ -158,8 +158,9 @@ def smooth_field(
 
     rng = _rng(seed)
     sigma = correlation_length / 4.0
-    dy, dx = (ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
-              for _ in range(2))
+    dy, dx = (
+        ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap") for _ in range(2)
+    )
     scale = max_displacement / max(float(np.hypot(dy, dx).max()), 1e-12)
     return dy * scale, dx * scale
 
@@ -196,11 +197,17 @@ def warp(
 
 
 def _as_pair(ref: np.ndarray, sec: np.ndarray, attrs: dict) -> tuple[xr.DataArray, xr.DataArray]:
-    coords = {"y": np.arange(ref.shape[0], dtype=np.float64),
-              "x": np.arange(ref.shape[1], dtype=np.float64)}
+    coords = {
+        "y": np.arange(ref.shape[0], dtype=np.float64),
+        "x": np.arange(ref.shape[1], dtype=np.float64),
+    }
     return (
-        xr.DataArray(ref.astype(np.float32), dims=("y", "x"), coords=coords, name="ref", attrs=attrs),
-        xr.DataArray(sec.astype(np.float32), dims=("y", "x"), coords=coords, name="sec", attrs=attrs),
+        xr.DataArray(
+            ref.astype(np.float32), dims=("y", "x"), coords=coords, name="ref", attrs=attrs
+        ),
+        xr.DataArray(
+            sec.astype(np.float32), dims=("y", "x"), coords=coords, name="sec", attrs=attrs
+        ),
     )
 
 
@@ -212,7 +219,7 @@ def shifted_pair(
     seed: int = 0,
     beta: float = 2.6,
 ) -> tuple[xr.DataArray, xr.DataArray]:
-    """A textured pair whose secondary is the reference moved by a uniform ``shift``.
+    """Make a textured pair whose secondary is the reference moved by a uniform ``shift``.
 
     The shift is applied in the Fourier domain, exact for the band-limited,
     periodic texture. With ``looks``, independent speckle is added to each image.
@@ -243,7 +250,7 @@ def sar_pair(
     contrast: float = 0.8,
     field: str = "glacier",
 ) -> tuple[xr.DataArray, xr.DataArray, xr.Dataset]:
-    """A speckled SAR-like amplitude pair over a glacier-like displacement field.
+    """Make a speckled SAR-like amplitude pair over a glacier-like displacement field.
 
     ``beta`` and ``contrast`` set the backscatter texture (see
     :func:`fractal_texture`); ``field="smooth"`` replaces the glacier (whose

@@ -24,7 +24,9 @@ _VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "dx": {
         "long_name": "offset along columns (x), reference to secondary",
         "units": "pixel",
-        "description": "a feature at column x of the reference is at column x + dx of the secondary",
+        "description": (
+            "a feature at column x of the reference is at column x + dx of the secondary"
+        ),
     },
     "dy": {
         "long_name": "offset along rows (y), reference to secondary",
@@ -140,8 +142,11 @@ def offsets(
 
     extra_attrs = getattr(matcher, "output_attrs", {})
     data_vars = {
-        name: (("y", "x"), fields[..., k],
-               dict(_VARIABLE_ATTRS.get(name, extra_attrs.get(name, {}))))
+        name: (
+            ("y", "x"),
+            fields[..., k],
+            dict(_VARIABLE_ATTRS.get(name, extra_attrs.get(name, {}))),
+        )
         for k, name in enumerate(output_fields(matcher))
     }
     ds = xr.Dataset(data_vars, coords=coords)
@@ -153,7 +158,9 @@ def offsets(
     return ds if lazy else ds.compute()
 
 
-def _attributes(grid: GridSpec, matcher: Any, ref: xr.DataArray, sec: xr.DataArray) -> dict[str, Any]:
+def _attributes(
+    grid: GridSpec, matcher: Any, ref: xr.DataArray, sec: xr.DataArray
+) -> dict[str, Any]:
     from . import __version__
 
     attrs: dict[str, Any] = {

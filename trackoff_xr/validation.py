@@ -23,7 +23,7 @@ def check_image(image: Any, name: str) -> xr.DataArray:
             "or open it with trackoff_xr.open_image(path)"
         )
     if image.ndim != 2:
-        dims = dict(zip(image.dims, image.shape))
+        dims = dict(zip(image.dims, image.shape, strict=False))
         extra = [d for d, s in dims.items() if s == 1]
         fix = (
             f"drop the length-1 dimension(s) with {name}.squeeze({extra!r})"
@@ -38,7 +38,7 @@ def check_image(image: Any, name: str) -> xr.DataArray:
 
 
 def crs_wkt(image: xr.DataArray) -> str | None:
-    """The CRS of ``image`` as WKT, read from its ``spatial_ref`` coordinate."""
+    """Return the CRS of ``image`` as WKT, read from its ``spatial_ref`` coordinate."""
     if "spatial_ref" not in image.coords:
         return None
     attrs = image.coords["spatial_ref"].attrs
@@ -77,7 +77,11 @@ def check_pair(ref: xr.DataArray, sec: xr.DataArray) -> None:
             continue
         a, b = np.asarray(ref[dim].values), np.asarray(sec[dim].values)
         if not _coords_equal(a, b):
-            where = int(np.flatnonzero(~np.isclose(a, b, rtol=0, atol=0))[0]) if a.dtype.kind in "fiu" else 0
+            where = (
+                int(np.flatnonzero(~np.isclose(a, b, rtol=0, atol=0))[0])
+                if a.dtype.kind in "fiu"
+                else 0
+            )
             raise GridMismatchError(
                 f"the {dim!r} coordinates differ: ref[{where}]={a[where]!r} but "
                 f"sec[{where}]={b[where]!r}; the images must be on the same grid "

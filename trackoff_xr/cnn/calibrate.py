@@ -26,16 +26,22 @@ from .matcher import peak_statistics
 __all__ = ["calibration_scene", "evaluate_points", "fit_calibration", "fit_logistic"]
 
 
-def calibration_scene(rng: np.random.Generator, size: int = 512, max_displacement: float = 10.0
-                      ) -> dict[str, Any]:
-    """A generated scene with known motion and some deliberately unmatchable areas."""
+def calibration_scene(
+    rng: np.random.Generator, size: int = 512, max_displacement: float = 10.0
+) -> dict[str, Any]:
+    """Generate a scene with known motion and some deliberately unmatchable areas."""
     low = rng.random() < 0.2
-    tex = fractal_texture((size, size), beta=rng.uniform(1.8, 3.2),
-                          contrast=rng.uniform(0.05, 0.15) if low else rng.uniform(0.2, 1.2),
-                          smallest_scale=rng.uniform(1.0, 3.0), seed=rng)
+    tex = fractal_texture(
+        (size, size),
+        beta=rng.uniform(1.8, 3.2),
+        contrast=rng.uniform(0.05, 0.15) if low else rng.uniform(0.2, 1.2),
+        smallest_scale=rng.uniform(1.0, 3.0),
+        seed=rng,
+    )
     if rng.random() < 0.5:
-        dy, dx = glacier_field((size, size), max_displacement=rng.uniform(0.2, 1) * max_displacement,
-                               seed=rng)
+        dy, dx = glacier_field(
+            (size, size), max_displacement=rng.uniform(0.2, 1) * max_displacement, seed=rng
+        )
     else:
         dy = np.full((size, size), rng.uniform(-1, 1) * max_displacement / np.sqrt(2))
         dx = np.full((size, size), rng.uniform(-1, 1) * max_displacement / np.sqrt(2))
@@ -45,18 +51,24 @@ def calibration_scene(rng: np.random.Generator, size: int = 512, max_displacemen
         h, w = (rng.uniform(0.3, 0.7, 2) * size).astype(int)
         r0, c0 = rng.integers(0, size - h), rng.integers(0, size - w)
         other = fractal_texture((size, size), beta=rng.uniform(1.8, 3.2), seed=rng)
-        moved[r0:r0 + h, c0:c0 + w] = other[r0:r0 + h, c0:c0 + w]
-        decorrelated[r0:r0 + h, c0:c0 + w] = True
+        moved[r0 : r0 + h, c0 : c0 + w] = other[r0 : r0 + h, c0 : c0 + w]
+        decorrelated[r0 : r0 + h, c0 : c0 + w] = True
     looks = float(rng.integers(1, 9))
     return {
         "ref": np.sqrt(speckle(tex, looks, rng)).astype(np.float32),
         "sec": np.sqrt(speckle(moved, looks, rng)).astype(np.float32),
-        "dy": dy, "dx": dx, "decorrelated": decorrelated,
+        "dy": dy,
+        "dx": dx,
+        "decorrelated": decorrelated,
     }
 
 
-def evaluate_points(scene: dict[str, Any], grid: GridSpec, weights: str = str(DEFAULT_WEIGHTS),
-                    subpixel: str = "gauss-newton") -> dict[str, np.ndarray]:
+def evaluate_points(
+    scene: dict[str, Any],
+    grid: GridSpec,
+    weights: str = str(DEFAULT_WEIGHTS),
+    subpixel: str = "gauss-newton",
+) -> dict[str, np.ndarray]:
     """Match every fitting grid point of a scene; return offsets, peak statistics, errors."""
     ref, sec = scene["ref"], scene["sec"]
     fits_y = grid.window_fits(ref.shape[0])
@@ -69,8 +81,11 @@ def evaluate_points(scene: dict[str, Any], grid: GridSpec, weights: str = str(DE
     templates = extract_windows(fr, (int(sy[0]), int(sx[0])), count, s, p)
     windows = extract_windows(fs, (int(sy[0]) - r, int(sx[0]) - r), count, s, p + 2 * r)
     dy, dx, peak, surfaces = correlate_and_refine(
-        np.ascontiguousarray(templates[..., 0]), np.ascontiguousarray(windows[..., 0]), subpixel,
-        refine_on=(np.ascontiguousarray(templates[..., 1]), np.ascontiguousarray(windows[..., 1])))
+        np.ascontiguousarray(templates[..., 0]),
+        np.ascontiguousarray(windows[..., 0]),
+        subpixel,
+        refine_on=(np.ascontiguousarray(templates[..., 1]), np.ascontiguousarray(windows[..., 1])),
+    )
     _, second = peak_statistics(surfaces)
     # truth: the displacement averaged over each template
     from scipy.ndimage import uniform_filter
@@ -84,8 +99,9 @@ def evaluate_points(scene: dict[str, Any], grid: GridSpec, weights: str = str(DE
     return {"dy": dy, "dx": dx, "peak": peak, "second": second, "error": error}
 
 
-def fit_logistic(features: np.ndarray, label: np.ndarray, iterations: int = 50,
-                 ridge: float = 1e-3) -> np.ndarray:
+def fit_logistic(
+    features: np.ndarray, label: np.ndarray, iterations: int = 50, ridge: float = 1e-3
+) -> np.ndarray:
     """Logistic regression by Newton's method; ``features`` without the intercept column.
 
     Examples
@@ -109,8 +125,14 @@ def fit_logistic(features: np.ndarray, label: np.ndarray, iterations: int = 50,
     return w
 
 
-def fit_calibration(weights: str = str(DEFAULT_WEIGHTS), *, seed: int = 1000, scenes: int = 24,
-                    tolerance: float = 0.4, size: int = 512) -> dict[str, Any]:
+def fit_calibration(
+    weights: str = str(DEFAULT_WEIGHTS),
+    *,
+    seed: int = 1000,
+    scenes: int = 24,
+    tolerance: float = 0.4,
+    size: int = 512,
+) -> dict[str, Any]:
     """Fit the confidence model on generated scenes; report how it holds on others.
 
     Half the scenes fit the model, the other half check it: among points
@@ -141,7 +163,8 @@ def fit_calibration(weights: str = str(DEFAULT_WEIGHTS), *, seed: int = 1000, sc
     report = {
         **coefficients,
         "target": f"probability that the offset is within {tolerance} px of the truth",
-        "seed": seed, "scenes": scenes,
+        "seed": seed,
+        "scenes": scenes,
         "held_out_points": int(check["peak"].size),
         "held_out_fraction_scored_ge_0.5": float(confident.mean()),
         "held_out_outliers_gt_1px_among_ge_0.5": float((check["error"][confident] > 1).mean()),

@@ -90,7 +90,7 @@ def local_normalise(image: np.ndarray, sigma: float = LCN_SIGMA) -> np.ndarray:
 
 
 def build_network(layers: Any = LAYERS, blur: float = OUTPUT_BLUR) -> Any:
-    """The fully convolutional feature network (Keras 3, 'same' padding).
+    """Build the fully convolutional feature network (Keras 3, 'same' padding).
 
     ``layers`` lists ``(filters, kernel)`` per convolution (ReLU between,
     the last linear); ``blur`` adds a fixed, non-trainable Gaussian.
@@ -101,14 +101,20 @@ def build_network(layers: Any = LAYERS, blur: float = OUTPUT_BLUR) -> Any:
     x = inputs
     for i, (filters, kernel) in enumerate(layers):
         last = i == len(layers) - 1
-        x = keras.layers.Conv2D(int(filters), int(kernel), padding="same",
-                                activation=None if last else "relu", name=f"conv{i}")(x)
+        x = keras.layers.Conv2D(
+            int(filters),
+            int(kernel),
+            padding="same",
+            activation=None if last else "relu",
+            name=f"conv{i}",
+        )(x)
     if blur:
         half = int(math.ceil(3 * blur))
         g = np.exp(-0.5 * (np.arange(-half, half + 1) / blur) ** 2)
         kernel = np.outer(g, g) / np.outer(g, g).sum()
-        smooth = keras.layers.Conv2D(1, 2 * half + 1, padding="same", use_bias=False,
-                                     trainable=False, name="output_blur")
+        smooth = keras.layers.Conv2D(
+            1, 2 * half + 1, padding="same", use_bias=False, trainable=False, name="output_blur"
+        )
         x = smooth(x)
         smooth.set_weights([kernel[:, :, None, None].astype(np.float32)])
     return keras.Model(inputs, x, name="trackoff_features")
@@ -173,7 +179,7 @@ def clear_networks() -> None:
 
 
 def model_metadata(weights: str | os.PathLike[str] = DEFAULT_WEIGHTS) -> dict[str, Any]:
-    """The JSON written beside the weights: version, training set-up, calibration."""
+    """Read the JSON beside the weights: version, training set-up, calibration."""
     path = Path(weights)
     meta = path.with_name(path.name.replace(".weights.h5", ".json"))
     return json.loads(meta.read_text()) if meta.exists() else {}

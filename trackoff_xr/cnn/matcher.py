@@ -57,8 +57,9 @@ def peak_statistics(surfaces: np.ndarray, exclusion: int = 2) -> tuple[np.ndarra
     return filled[np.arange(n), best], second
 
 
-def confidence(peak: np.ndarray, second: np.ndarray, coefficients: dict[str, float] | None
-               ) -> np.ndarray:
+def confidence(
+    peak: np.ndarray, second: np.ndarray, coefficients: dict[str, float] | None
+) -> np.ndarray:
     """Calibrated probability that a match is within one pixel of the truth.
 
     A logistic model of the peak correlation and its margin over the second
@@ -69,8 +70,11 @@ def confidence(peak: np.ndarray, second: np.ndarray, coefficients: dict[str, flo
     peak = np.nan_to_num(peak, nan=0.0)
     if not coefficients:
         return np.clip(peak, 0.0, 1.0)
-    z = (coefficients["intercept"] + coefficients["peak"] * peak
-         + coefficients["margin"] * (peak - np.nan_to_num(second, nan=-1.0)))
+    z = (
+        coefficients["intercept"]
+        + coefficients["peak"] * peak
+        + coefficients["margin"] * (peak - np.nan_to_num(second, nan=-1.0))
+    )
     return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -132,10 +136,13 @@ class CNNMatcher:
     def __call__(self, templates: np.ndarray, windows: np.ndarray) -> MatchResult:
         """Search on the learnt features (channel 0), refine on channel 1."""
         dy, dx, peak, surfaces = correlate_and_refine(
-            np.ascontiguousarray(templates[..., 0]), np.ascontiguousarray(windows[..., 0]),
+            np.ascontiguousarray(templates[..., 0]),
+            np.ascontiguousarray(windows[..., 0]),
             self.subpixel,
-            refine_on=(np.ascontiguousarray(templates[..., 1]),
-                       np.ascontiguousarray(windows[..., 1])),
+            refine_on=(
+                np.ascontiguousarray(templates[..., 1]),
+                np.ascontiguousarray(windows[..., 1]),
+            ),
         )
         _, second = peak_statistics(surfaces)
         coefficients = self._meta.get("calibration") if self.calibrated else None

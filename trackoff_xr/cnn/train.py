@@ -31,7 +31,7 @@ from .features import (
     architecture,
     build_network,
 )
-from .training_data import TrainingSpec, make_batch
+from .training_data import DEFAULT_SPEC, TrainingSpec, make_batch
 
 __all__ = ["correlation_surface", "fine_tune", "train"]
 
@@ -79,7 +79,7 @@ def _make_step(network: Any, spec: TrainingSpec, optimizer: Any, sharpness: Any)
             labels = tf.reshape(target, [tf.shape(target)[0], -1])
             loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels, logits))
         variables = network.trainable_variables + [sharpness]
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=False))
         return loss
 
     return step
@@ -94,7 +94,7 @@ def train(
     learning_rate: float = 2e-3,
     initial_weights: str | Path | None = None,
     batch_source: Any = None,
-    spec: TrainingSpec = TrainingSpec(),
+    spec: TrainingSpec = DEFAULT_SPEC,
     log_every: int = 100,
     name: str = MODEL_VERSION,
 ) -> Path:
@@ -125,7 +125,9 @@ def train(
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     rng = np.random.default_rng(seed)
-    layers, blur = (LAYERS, OUTPUT_BLUR) if initial_weights is None else architecture(initial_weights)
+    layers, blur = (
+        (LAYERS, OUTPUT_BLUR) if initial_weights is None else architecture(initial_weights)
+    )
     network = build_network(layers, blur)
     if initial_weights is not None:
         network.load_weights(str(initial_weights))
@@ -140,13 +142,17 @@ def train(
     running = None
     for i in range(steps):
         batch = source(rng, batch_size)
-        loss = float(step(tf.constant(batch["ref"]), tf.constant(batch["sec"]),
-                          tf.constant(batch["target"])))
+        loss = float(
+            step(tf.constant(batch["ref"]), tf.constant(batch["sec"]), tf.constant(batch["target"]))
+        )
         running = loss if running is None else 0.98 * running + 0.02 * loss
         if log_every and (i + 1) % log_every == 0:
             history.append({"step": i + 1, "loss": round(running, 4)})
-            print(f"step {i + 1:5d}  loss {running:.4f}  sharpness {float(sharpness):.1f}  "
-                  f"{time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"step {i + 1:5d}  loss {running:.4f}  sharpness {float(sharpness):.1f}  "
+                f"{time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,14 +160,23 @@ def train(
     network.save_weights(str(weights))
     meta = {
         "version": name,
-        "architecture": {"lcn_sigma": LCN_SIGMA, "layers": [list(layer) for layer in layers],
-                         "output_blur": blur},
+        "architecture": {
+            "lcn_sigma": LCN_SIGMA,
+            "layers": [list(layer) for layer in layers],
+            "output_blur": blur,
+        },
         "training": {
-            "seed": seed, "steps": steps, "batch_size": batch_size,
-            "learning_rate": learning_rate, "patch": spec.patch, "radius": spec.radius,
-            "max_shift": spec.max_shift, "initial_weights": str(initial_weights or ""),
+            "seed": seed,
+            "steps": steps,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "patch": spec.patch,
+            "radius": spec.radius,
+            "max_shift": spec.max_shift,
+            "initial_weights": str(initial_weights or ""),
             "seconds": round(time.perf_counter() - started, 1),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
         },
         "history": history,
     }
@@ -178,7 +193,7 @@ def fine_tune(
     seed: int = 0,
     looks: tuple[float, float] = (3.0, 8.0),
     learning_rate: float = 5e-4,
-    spec: TrainingSpec = TrainingSpec(),
+    spec: TrainingSpec = DEFAULT_SPEC,
 ) -> Path:
     """Adapt the shipped network to one scene, self-supervised.
 
@@ -212,7 +227,9 @@ def fine_tune(
         )
     finite = np.isfinite(scene)
     lo = np.nanpercentile(scene[finite], 1)
-    positive = np.clip(np.where(finite, scene - lo, 0.0), 0.0, None) + 1e-3 * (np.nanstd(scene[finite]) + 1e-12)
+    positive = np.clip(np.where(finite, scene - lo, 0.0), 0.0, None) + 1e-3 * (
+        np.nanstd(scene[finite]) + 1e-12
+    )
 
     def batch_source(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         half = spec.scene // 2
@@ -222,27 +239,50 @@ def fine_tune(
         for i in range(n):
             r0 = rng.integers(0, scene.shape[0] - spec.scene + 1)
             c0 = rng.integers(0, scene.shape[1] - spec.scene + 1)
-            crop = positive[r0:r0 + spec.scene, c0:c0 + spec.scene]
+            crop = positive[r0 : r0 + spec.scene, c0 : c0 + spec.scene]
             shift = tuple(rng.uniform(-spec.max_shift, spec.max_shift, 2))
-            ref, sec = make_scene_pair(rng, spec.scene, shift, rotation=rng.uniform(-5, 5),
-                                       scale=1 + rng.uniform(-0.02, 0.02),
-                                       looks=rng.uniform(*looks), texture=crop)
-            ref, sec = local_normalise(_radiometry(rng, ref)), local_normalise(_radiometry(rng, sec))
+            ref, sec = make_scene_pair(
+                rng,
+                spec.scene,
+                shift,
+                rotation=rng.uniform(-5, 5),
+                scale=1 + rng.uniform(-0.02, 0.02),
+                looks=rng.uniform(*looks),
+                texture=crop,
+            )
+            ref, sec = (
+                local_normalise(_radiometry(rng, ref)),
+                local_normalise(_radiometry(rng, sec)),
+            )
             a, b = half - spec.ref_size // 2, half - spec.sec_size // 2
-            refs[i, ..., 0] = ref[a:a + spec.ref_size, a:a + spec.ref_size]
-            secs[i, ..., 0] = sec[b:b + spec.sec_size, b:b + spec.sec_size]
+            refs[i, ..., 0] = ref[a : a + spec.ref_size, a : a + spec.ref_size]
+            secs[i, ..., 0] = sec[b : b + spec.sec_size, b : b + spec.sec_size]
             targets[i] = _bilinear_target(shift, spec.radius)
         return {"ref": refs, "sec": secs, "target": targets}
 
     from .training_data import _bilinear_target
 
-    return train(out, seed=seed, steps=steps, learning_rate=learning_rate,
-                 initial_weights=weights, batch_source=batch_source, spec=spec,
-                 log_every=max(steps // 10, 1), name=f"{MODEL_VERSION}_finetuned")
+    return train(
+        out,
+        seed=seed,
+        steps=steps,
+        learning_rate=learning_rate,
+        initial_weights=weights,
+        batch_source=batch_source,
+        spec=spec,
+        log_every=max(steps // 10, 1),
+        name=f"{MODEL_VERSION}_finetuned",
+    )
 
 
-def build_model(out: str | Path = DEFAULT_WEIGHTS.parent, *, seed: int = 0, steps: int = 3000,
-                calibration_seed: int = 1000, calibration_scenes: int = 24) -> Path:
+def build_model(
+    out: str | Path = DEFAULT_WEIGHTS.parent,
+    *,
+    seed: int = 0,
+    steps: int = 3000,
+    calibration_seed: int = 1000,
+    calibration_scenes: int = 24,
+) -> Path:
     """Train, then calibrate the confidence: the recipe of the shipped weights.
 
     The calibration (see :mod:`trackoff_xr.cnn.calibrate`) is fitted on scenes

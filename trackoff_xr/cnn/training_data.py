@@ -26,7 +26,7 @@ from ..augment import pil_filter
 from ..synthetic import fractal_texture
 from .features import LCN_RADIUS, NETWORK_RADIUS, local_normalise
 
-__all__ = ["TrainingSpec", "make_batch", "make_scene_pair"]
+__all__ = ["DEFAULT_SPEC", "TrainingSpec", "make_batch", "make_scene_pair"]
 
 _FILTERS = ("BLUR", "SMOOTH", "SHARPEN", "DETAIL", "EDGE_ENHANCE")
 
@@ -51,10 +51,18 @@ class TrainingSpec:
         return self.patch + 2 * self.radius + 2 * NETWORK_RADIUS
 
 
+DEFAULT_SPEC = TrainingSpec()
+
+
 def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     kind = rng.random()
-    tex = fractal_texture((size, size), beta=rng.uniform(1.6, 3.4), contrast=rng.uniform(0.2, 1.3),
-                          smallest_scale=rng.uniform(1.0, 3.0), seed=rng)
+    tex = fractal_texture(
+        (size, size),
+        beta=rng.uniform(1.6, 3.4),
+        contrast=rng.uniform(0.2, 1.3),
+        smallest_scale=rng.uniform(1.0, 3.0),
+        seed=rng,
+    )
     if kind < 0.25:  # streaks: squeeze the texture across a random direction
         import cv2
 
@@ -63,18 +71,29 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
         squeeze = rot @ np.diag([1.0, rng.uniform(2, 5)]) @ rot.T
         centre = np.array([size / 2, size / 2])
         matrix = np.hstack([squeeze, (centre - squeeze @ centre)[:, None]]).astype(np.float32)
-        tex = cv2.warpAffine(tex.astype(np.float32), matrix, (size, size), flags=cv2.INTER_CUBIC,
-                             borderMode=cv2.BORDER_REFLECT).astype(np.float64)
+        tex = cv2.warpAffine(
+            tex.astype(np.float32),
+            matrix,
+            (size, size),
+            flags=cv2.INTER_CUBIC,
+            borderMode=cv2.BORDER_REFLECT,
+        ).astype(np.float64)
         tex = np.clip(tex, 1e-3, None)
     return tex
 
 
 def make_scene_pair(
-    rng: np.random.Generator, size: int, shift: tuple[float, float], *,
-    rotation: float = 0.0, scale: float = 1.0, shear: float = 0.0,
-    looks: float | None = None, texture: np.ndarray | None = None,
+    rng: np.random.Generator,
+    size: int,
+    shift: tuple[float, float],
+    *,
+    rotation: float = 0.0,
+    scale: float = 1.0,
+    shear: float = 0.0,
+    looks: float | None = None,
+    texture: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A reference scene and its secondary: content moved by ``shift`` at the centre.
+    """Make a reference scene and its secondary: content moved by ``shift`` at the centre.
 
     The secondary samples the reference at ``A (p - c - shift) + c`` where
     ``A`` undoes a rotation by ``rotation`` degrees, a scaling by ``scale``
@@ -123,8 +142,9 @@ def _bilinear_target(shift: tuple[float, float], radius: int) -> np.ndarray:
     return target / target.sum()
 
 
-def make_batch(rng: np.random.Generator, n: int, spec: TrainingSpec = TrainingSpec()
-               ) -> dict[str, np.ndarray]:
+def make_batch(
+    rng: np.random.Generator, n: int, spec: TrainingSpec = DEFAULT_SPEC
+) -> dict[str, np.ndarray]:
     """``n`` training examples: normalised ``ref`` and ``sec`` inputs, ``shift``, ``target``.
 
     Examples
@@ -145,14 +165,15 @@ def make_batch(rng: np.random.Generator, n: int, spec: TrainingSpec = TrainingSp
         scale = 1.0 + (rng.uniform(-0.04, 0.04) if big else rng.uniform(-0.01, 0.01))
         shear = rng.uniform(-0.06, 0.06) if rng.random() < 0.3 else 0.0
         looks = None if rng.random() < 0.15 else float(rng.integers(1, 9))
-        ref, sec = make_scene_pair(rng, spec.scene, shift, rotation=rotation, scale=scale,
-                                   shear=shear, looks=looks)
+        ref, sec = make_scene_pair(
+            rng, spec.scene, shift, rotation=rotation, scale=scale, shear=shear, looks=looks
+        )
         ref, sec = local_normalise(_radiometry(rng, ref)), local_normalise(_radiometry(rng, sec))
         # the scene centre is at (scene - 1) / 2: even patches straddle it
         r0 = half - spec.ref_size // 2
         s0 = half - spec.sec_size // 2
-        refs[i, ..., 0] = ref[r0: r0 + spec.ref_size, r0: r0 + spec.ref_size]
-        secs[i, ..., 0] = sec[s0: s0 + spec.sec_size, s0: s0 + spec.sec_size]
+        refs[i, ..., 0] = ref[r0 : r0 + spec.ref_size, r0 : r0 + spec.ref_size]
+        secs[i, ..., 0] = sec[s0 : s0 + spec.sec_size, s0 : s0 + spec.sec_size]
         shifts[i] = shift
         targets[i] = _bilinear_target(shift, spec.radius)
     assert spec.scene // 2 - 1 - spec.sec_size // 2 >= LCN_RADIUS

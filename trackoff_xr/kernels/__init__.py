@@ -5,4 +5,10 @@ from .refine import refine_translation
 from .subpixel import SUBPIXEL_METHODS, refine_peaks
 from .windows import extract_windows
 
-__all__ = ["SUBPIXEL_METHODS", "extract_windows", "ncc_surfaces", "refine_peaks", "refine_translation"]
+__all__ = [
+    "SUBPIXEL_METHODS",
+    "extract_windows",
+    "ncc_surfaces",
+    "refine_peaks",
+    "refine_translation",
+]

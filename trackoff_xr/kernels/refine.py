@@ -34,8 +34,15 @@ __all__ = ["refine_translation"]
 _BORDER = 2
 
 
-def _sample(windows: np.ndarray, items: np.ndarray, top: np.ndarray, left: np.ndarray,
-            size: int, out: np.ndarray, interpolation: int) -> np.ndarray:
+def _sample(
+    windows: np.ndarray,
+    items: np.ndarray,
+    top: np.ndarray,
+    left: np.ndarray,
+    size: int,
+    out: np.ndarray,
+    interpolation: int,
+) -> np.ndarray:
     """Fill ``out[:len(items)]`` with ``size`` x ``size`` patches of ``windows[items]``.
 
     Patch ``j`` has its corner at the real-valued position ``(top[j], left[j])``.
@@ -46,8 +53,14 @@ def _sample(windows: np.ndarray, items: np.ndarray, top: np.ndarray, left: np.nd
     shift = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
     for j, k in enumerate(items):
         shift[0, 2], shift[1, 2] = left[j], top[j]
-        cv2.warpAffine(windows[k], shift, (size, size), dst=out[j], flags=flags,
-                       borderMode=cv2.BORDER_REPLICATE)
+        cv2.warpAffine(
+            windows[k],
+            shift,
+            (size, size),
+            dst=out[j],
+            flags=flags,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
     return out[: items.size].reshape(items.size, -1)
 
 
@@ -144,8 +157,9 @@ def refine_translation(
     count = float(k)
 
     def correlate(idx: np.ndarray, py_: np.ndarray, px_: np.ndarray) -> tuple[np.ndarray, ...]:
-        w = _sample(windows, idx, radius + py_ + _BORDER, radius + px_ + _BORDER, inner, buffer,
-                    flag)
+        w = _sample(
+            windows, idx, radius + py_ + _BORDER, radius + px_ + _BORDER, inner, buffer, flag
+        )
         mean = w.mean(axis=1, keepdims=True, dtype=np.float64)
         w -= mean.astype(np.float32)
         w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))
