@@ -267,3 +267,26 @@ def test_example_offline_part(tmp_path, fake_search):
     assert float(ds.vy.median()) == pytest.approx(-SHIFT[0] * PIXEL / years, rel=0.01)
     assert Path(result["zarr"]).is_dir() and len(result["geotiff"]) == 4
     assert result["csv"].read_text().startswith("no,x,y,dX,dY")
+
+
+def test_cli_s1_search_and_download(fake_search, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from trackoff_xr.cli import cli
+
+    out = tmp_path / "pairs.csv"
+    result = CliRunner().invoke(cli, ["s1", "search", "--bbox", "-50.2", "69.05", "-49.4", "69.25",
+                                      "--start", "2024-02-01", "--end", "2024-03-01",
+                                      "--gap", "12", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert fake_search and "reference" in result.output and out.exists()
+    fetched = []
+    monkeypatch.setattr("trackoff_xr.s1.download",
+                        lambda items, directory, token=None: fetched.append((items, token)) or [])
+    result = CliRunner().invoke(cli, ["s1", "download", str(out), "--dir", str(tmp_path),
+                                      "--token", "secret"])
+    assert result.exit_code == 0, result.output
+    assert len(fetched) == 1 and "ref_url" in fetched[0][0] and fetched[0][1] == "secret"
+    assert "secret" not in result.output
+    bad = CliRunner().invoke(cli, ["s1", "search", "--start", "2024-02-01", "--end", "2024-03-01"])
+    assert bad.exit_code == 2 and "--bbox" in bad.output

@@ -529,6 +529,73 @@ def train(out_dir: str | None, seed: int, steps: int, calibration_scenes: int) -
     click.echo(f"wrote {weights} and its .json")
 
 
+@cli.group()
+def s1() -> None:
+    """Find and download Sentinel-1 IW GRD scenes (ASF, Earthdata Login).
+
+    \b
+    Examples:
+      trackoff s1 search --bbox -50.2 69.05 -49.4 69.25 --start 2024-02-01 \\
+          --end 2024-03-01 --gap 12 --out pairs.csv
+      trackoff s1 download pairs.csv --dir scenes/      # uses EARTHDATA_TOKEN or ~/.netrc
+    """  # noqa: D301 (click's \b needs a real backspace)
+
+
+@s1.command("search")
+@click.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
+              help="Area as a bounding box in degrees.")
+@click.option("--wkt", default=None, help="Area as WKT (EPSG:4326).")
+@click.option("--start", required=True, help="First date (UTC), e.g. 2024-02-01.")
+@click.option("--end", required=True, help="Last date (UTC).")
+@click.option("--gap", "gaps", multiple=True, type=float, default=(12.0,), show_default=True,
+              help="Wanted time gap in days between paired scenes (repeatable: 6, 12, 24).")
+@click.option("--scenes", "scenes_only", is_flag=True, help="List scenes instead of pairs.")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="Also write the table as CSV (input for 'trackoff s1 download').")
+@_debug_option
+def s1_search(bbox: tuple[float, ...] | None, wkt: str | None, start: str, end: str,
+              gaps: tuple[float, ...], scenes_only: bool, out: str | None) -> None:
+    """Search scenes over an area and date range and pair them on one orbit and frame."""
+    from . import s1 as s1_api
+
+    if (bbox is None) == (wkt is None):
+        raise click.UsageError("give the area as exactly one of --bbox W S E N or --wkt WKT")
+    scenes = s1_api.search_scenes(bbox if bbox is not None else wkt, start, end)
+    table = scenes if scenes_only else s1_api.find_pairs(scenes, gaps)
+    columns = ([c for c in ("scene", "start", "relative_orbit", "frame", "flight_direction")
+                if c in table] if scenes_only else
+               ["reference", "secondary", "days", "relative_orbit", "frame"])
+    click.echo(table[columns].to_string(index=False) if len(table) else "nothing found")
+    if out:
+        table.to_csv(out, index=False)
+        click.echo(f"wrote {len(table)} rows to {out}")
+
+
+@s1.command("download")
+@click.argument("items", nargs=-1, required=True)
+@click.option("--dir", "directory", default=".", show_default=True,
+              type=click.Path(file_okay=False), help="Where the products go.")
+@click.option("--token", default=None, envvar="EARTHDATA_TOKEN", show_envvar=True,
+              help="Earthdata Login token (else ~/.netrc).")
+@_debug_option
+def s1_download(items: tuple[str, ...], directory: str, token: str | None) -> None:
+    """Download ITEMS: a CSV written by 'trackoff s1 search --out', or product URLs."""
+    import pandas as pd
+
+    from . import s1 as s1_api
+
+    targets: list[str] | pd.DataFrame
+    if len(items) == 1 and items[0].endswith(".csv"):
+        if not os.path.exists(items[0]):
+            raise click.BadParameter(f"no file {items[0]!r}", param_hint="ITEMS")
+        targets = pd.read_csv(items[0])
+    else:
+        targets = list(items)
+    paths = s1_api.download(targets, directory, token=token)
+    for path in paths:
+        click.echo(str(path))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; user errors print one line and exit with status 2.
 
