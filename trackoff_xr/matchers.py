@@ -144,7 +144,7 @@ def correlate_and_refine(
         dy[found] = np.where(exact, iy[found], ry)
         dx[found] = np.where(exact, ix[found], rx)
         if refine_on is None:
-            peak[found] = np.maximum(peak[found], zncc)
+            peak[found] = np.fmax(peak[found], zncc)
     # no positive correlation anywhere: nothing was matched
     dy[~(peak > 0)] = np.nan
     dx[~(peak > 0)] = np.nan

@@ -32,6 +32,14 @@ import numpy as np
 __all__ = ["refine_translation"]
 
 _BORDER = 2
+_PAD = 5  # windows are padded so 8-tap sampling never leaves them
+
+
+def _lanczos_taps(frac: np.ndarray) -> np.ndarray:
+    """Weights ``(n, 8)`` of the Lanczos-4 taps at offsets -3..4 for samples at ``frac``."""
+    d = np.arange(-3, 5)[None, :] - frac[:, None]
+    w = np.sinc(d) * np.sinc(d / 4.0)
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _sample(
@@ -41,26 +49,40 @@ def _sample(
     left: np.ndarray,
     size: int,
     out: np.ndarray,
-    interpolation: int,
+    interpolation: str,
 ) -> np.ndarray:
     """Fill ``out[:len(items)]`` with ``size`` x ``size`` patches of ``windows[items]``.
 
-    Patch ``j`` has its corner at the real-valued position ``(top[j], left[j])``.
+    Patch ``j`` has its corner at the real-valued position ``(top[j], left[j])``
+    of a window padded by ``_PAD`` pixels. A translation is separable, so
+    Lanczos-4 resampling is two 8-tap passes (``cv2.sepFilter2D``) at the exact
+    fractional position; ``"cubic"`` uses ``cv2.warpAffine`` (1/32-px positions).
     """
     import cv2
 
-    flags = interpolation | cv2.WARP_INVERSE_MAP
-    shift = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+    if interpolation == "cubic":
+        flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+        shift = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+        for j, k in enumerate(items):
+            shift[0, 2], shift[1, 2] = left[j] + _PAD, top[j] + _PAD
+            cv2.warpAffine(
+                windows[k],
+                shift,
+                (size, size),
+                dst=out[j],
+                flags=flags,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+        return out[: items.size].reshape(items.size, -1)
+    rows, cols = np.floor(top).astype(int), np.floor(left).astype(int)
+    taps_y, taps_x = _lanczos_taps(top - rows), _lanczos_taps(left - cols)
     for j, k in enumerate(items):
-        shift[0, 2], shift[1, 2] = left[j], top[j]
-        cv2.warpAffine(
-            windows[k],
-            shift,
-            (size, size),
-            dst=out[j],
-            flags=flags,
-            borderMode=cv2.BORDER_REPLICATE,
+        iy, ix = rows[j] + _PAD - 3, cols[j] + _PAD - 3
+        src = windows[k, iy : iy + size + 7, ix : ix + size + 7]
+        filtered = cv2.sepFilter2D(
+            src, cv2.CV_32F, taps_x[j], taps_y[j], anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
         )
+        out[j] = filtered[:size, :size]
     return out[: items.size].reshape(items.size, -1)
 
 
@@ -103,7 +125,9 @@ def refine_translation(
         Refined offsets. Items whose refinement leaves the search window or
         moves more than one pixel from the start keep their starting value.
     zncc : ndarray, float64
-        Correlation at the returned offsets.
+        Correlation where the last step started (within ``tolerance`` of the
+        returned offset); NaN for items that could not be refined (a
+        featureless template).
 
     Examples
     --------
@@ -114,13 +138,14 @@ def refine_translation(
     >>> round(float(ry[0]), 1), round(float(rx[0]), 1)
     (0.3, -0.6)
     """
-    import cv2
-
-    flag = {"lanczos": cv2.INTER_LANCZOS4, "cubic": cv2.INTER_CUBIC}[interpolation]
+    if interpolation not in ("lanczos", "cubic"):
+        raise ValueError(f"interpolation={interpolation!r}; use 'lanczos' or 'cubic'")
     templates = np.asarray(templates, dtype=np.float32)
-    windows = np.ascontiguousarray(windows, dtype=np.float32)
     n, size = templates.shape[0], templates.shape[1]
     radius = (windows.shape[1] - size) // 2
+    windows = np.pad(
+        np.asarray(windows, dtype=np.float32), ((0, 0), (_PAD, _PAD), (_PAD, _PAD)), mode="edge"
+    )
     start_y = np.asarray(dy, np.float64).copy()
     start_x = np.asarray(dx, np.float64).copy()
     if n == 0:
@@ -158,7 +183,13 @@ def refine_translation(
 
     def correlate(idx: np.ndarray, py_: np.ndarray, px_: np.ndarray) -> tuple[np.ndarray, ...]:
         w = _sample(
-            windows, idx, radius + py_ + _BORDER, radius + px_ + _BORDER, inner, buffer, flag
+            windows,
+            idx,
+            radius + py_ + _BORDER,
+            radius + px_ + _BORDER,
+            inner,
+            buffer,
+            interpolation,
         )
         mean = w.mean(axis=1, keepdims=True, dtype=np.float64)
         w -= mean.astype(np.float32)
@@ -167,11 +198,15 @@ def refine_translation(
         return w, np.where(flat, np.inf, w_norm)
 
     py, px = start_y.copy(), start_x.copy()
+    zncc = np.full(n, np.nan)
     for _ in range(iterations):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
         w, w_norm = correlate(idx, py[idx], px[idx])
+        # correlation where this step starts: the last one is within the
+        # stopping tolerance of the returned offset, so no extra resampling
+        zncc[idx] = np.einsum("nk,nk->n", w, tn[idx]).astype(np.float64) / w_norm
         gw = np.matmul(grads[idx], w[:, :, None])[:, :, 0].astype(np.float64)
         b = gw / w_norm[:, None] - grad_t[idx]
         step = np.einsum("nij,nj->ni", inv[idx], b)
@@ -182,7 +217,4 @@ def refine_translation(
         py[idx[lost]], px[idx[lost]] = start_y[idx[lost]], start_x[idx[lost]]
         active[idx[lost | (np.hypot(step[:, 0], step[:, 1]) < tolerance)]] = False
 
-    all_items = np.arange(n)
-    w, w_norm = correlate(all_items, py, px)
-    zncc = np.einsum("nk,nk->n", w, tn).astype(np.float64) / w_norm  # 0 where flat
     return py, px, zncc
