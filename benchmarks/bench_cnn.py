@@ -31,9 +31,9 @@ CASES = [
 
 
 def _truth(truth, ds):
-    from trackoff_xr.demo import _truth_at_points
+    from trackoff_xr.synthetic import truth_at_points
 
-    return _truth_at_points(truth, ds)
+    return truth_at_points(truth, ds)
 
 
 def accuracy(size: int = 1024, cases=CASES) -> list[dict]:

@@ -7,7 +7,6 @@ import pytest
 import xarray as xr
 
 import trackoff_xr
-from trackoff_xr.demo import _truth_at_points
 from trackoff_xr.exceptions import InvalidParameterError, TrackOffError
 from trackoff_xr.filters import (
     fill_gaps,
@@ -18,7 +17,7 @@ from trackoff_xr.filters import (
     interpolate_gaps,
     median_test,
 )
-from trackoff_xr.synthetic import sar_pair
+from trackoff_xr.synthetic import sar_pair, truth_at_points
 
 from .conftest import raise_if_dask_computes
 
@@ -73,7 +72,7 @@ def test_default_filter_on_speckled_pair_keeps_correct_matches():
     ds = trackoff_xr.offsets(
         ref, sec, patch_size=32, spacing=16, search_radius=12, method="ncc"
     ).compute()
-    expected = _truth_at_points(truth, ds)
+    expected = truth_at_points(truth, ds)
     correct = (np.hypot(ds.dx - expected.dx, ds.dy - expected.dy) < 1).values
     noisy, bad, good = corrupt(ds, seed=2)
     kept = filter_offsets(noisy).valid.values

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .synthetic import sar_pair
+from .synthetic import sar_pair, truth_at_points
 from .tracking import offsets
 
 __all__ = ["DemoResult", "run_demo"]
@@ -24,19 +24,6 @@ class DemoResult:
     figure_path: Path
     rmse: float
     valid_fraction: float
-
-
-def _truth_at_points(truth: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
-    """Displacement averaged over each template, the quantity a matcher estimates."""
-    patch = int(ds.attrs["patch_size"])
-    smooth = truth.rolling(y=patch, x=patch, center=False).mean()
-    # a rolling window ending at pixel i + patch - 1 covers the template starting at i
-    starts_y = np.round(ds.y.values - (patch - 1) / 2).astype(int)
-    starts_x = np.round(ds.x.values - (patch - 1) / 2).astype(int)
-    return smooth.isel(
-        y=xr.DataArray(starts_y + patch - 1, dims="y"),
-        x=xr.DataArray(starts_x + patch - 1, dims="x"),
-    ).assign_coords(y=ds.y, x=ds.x)
 
 
 def _figure(ref: xr.DataArray, ds: xr.Dataset, path: Path) -> None:
@@ -120,7 +107,7 @@ def run_demo(
         method=method,
     )
     ds = ds.compute()
-    expected = _truth_at_points(truth, ds)
+    expected = truth_at_points(truth, ds)
     ds["true_dx"] = expected.dx.assign_attrs(long_name="true offset along columns", units="pixel")
     ds["true_dy"] = expected.dy.assign_attrs(long_name="true offset along rows", units="pixel")
     valid = ds.valid.values

@@ -28,6 +28,7 @@ __all__ = [
     "shifted_pair",
     "smooth_field",
     "speckle",
+    "truth_at_points",
     "warp",
 ]
 
@@ -283,3 +284,29 @@ def sar_pair(
         coords=ref_da.coords,
     )
     return ref_da, sec_da, truth
+
+
+def truth_at_points(truth: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
+    """Average a per-pixel displacement ``truth`` over each template of ``ds``.
+
+    That is the quantity a template matcher estimates. ``truth`` and the
+    images behind ``ds`` must have pixel-index coordinates (as the pairs made
+    here have), so that the grid coordinate of ``ds`` locates each template.
+
+    Examples
+    --------
+    >>> import trackoff_xr
+    >>> ref, sec, truth = sar_pair((160, 160), max_displacement=4.0, seed=0)
+    >>> ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=32, search_radius=6,
+    ...                          method="ncc")
+    >>> truth_at_points(truth, ds).dx.shape == ds.dx.shape
+    True
+    """
+    patch = int(ds.attrs["patch_size"])
+    smooth = truth.rolling(y=patch, x=patch, center=False).mean()
+    # a rolling window ending at pixel i + patch - 1 covers the template starting at i
+    ends_y = np.round(ds.y.values - (patch - 1) / 2).astype(int) + patch - 1
+    ends_x = np.round(ds.x.values - (patch - 1) / 2).astype(int) + patch - 1
+    return smooth.isel(
+        y=xr.DataArray(ends_y, dims="y"), x=xr.DataArray(ends_x, dims="x")
+    ).assign_coords(y=ds.y, x=ds.x)

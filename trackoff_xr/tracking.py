@@ -58,7 +58,7 @@ def _spatial_ref(image: xr.DataArray) -> xr.DataArray | None:
     ref = image.coords["spatial_ref"].copy()
     # the input's GeoTransform describes its pixels, not the output grid
     ref.attrs = {k: v for k, v in ref.attrs.items() if k != "GeoTransform"}
-    return ref.reset_coords(drop=True) if hasattr(ref, "reset_coords") else ref
+    return ref.reset_coords(drop=True)
 
 
 def offsets(

@@ -9,7 +9,8 @@ block, before correlation:
    makes the features independent of the images' units and brightness
    (8-bit, DN, sigma0 alike) and depends only on pixels within
    ``LCN_RADIUS`` -- so it is chunk-invariant.
-2. a fully convolutional Keras network (``build_network``) that turns the
+2. a fully convolutional Keras network (``build_network``, run by
+   :func:`extract_channels`) that turns the
    normalised image into one channel of matching features, learnt so that
    their correlation peaks sharply at the true offset despite speckle,
    filtering and small rotations/scalings.
@@ -187,11 +188,6 @@ def model_metadata(weights: str | os.PathLike[str] = DEFAULT_WEIGHTS) -> dict[st
 
 #: smoothing of the normalised image on which offsets are refined to sub-pixel
 REFINE_SIGMA = 0.7
-
-
-def extract_features(image: np.ndarray, weights: str) -> np.ndarray:
-    """Features of one image block: normalise, then run the network (numpy in/out)."""
-    return extract_channels(image, weights)[..., 0]
 
 
 def extract_channels(image: np.ndarray, weights: str) -> np.ndarray:

@@ -114,11 +114,13 @@ class CNNMatcher:
             )
         NCCMatcher(subpixel=self.subpixel)  # validates subpixel
         self._meta.update(model_metadata(self.weights))
+        # read the architecture once: the engine asks for the context per block
+        self._meta["context"] = LCN_RADIUS + network_radius(*architecture(self.weights))
 
     @property
     def context(self) -> int:
         """Pixels of context the feature extractor needs around each window."""
-        return LCN_RADIUS + network_radius(*architecture(self.weights))
+        return int(self._meta["context"])
 
     def check_grid(self, grid: Any) -> None:
         """Refuse template sizes outside :data:`PATCH_LIMITS` before any work is done."""
