@@ -3,7 +3,13 @@ import warnings
 import numpy as np
 import pytest
 
-from trackoff_xr.kernels import extract_windows, ncc_surfaces, refine_peaks, refine_translation
+from trackoff_xr.kernels import (
+    WindowLattice,
+    extract_windows,
+    ncc_surfaces,
+    refine_peaks,
+    refine_translation,
+)
 from trackoff_xr.matchers import NCCMatcher
 from trackoff_xr.synthetic import fractal_texture, shifted_pair
 
@@ -78,7 +84,8 @@ def test_gauss_newton_converges_to_whole_pixel_shifts(interpolation, tolerance):
     tex = fractal_texture((96, 96), seed=3).astype(np.float32)
     t = tex[None, 30:62, 30:62]
     w = np.roll(tex, (2, -3), axis=(0, 1))[None, 24:68, 24:68]  # radius 6
-    kw = dict(interpolation=interpolation)
+    # the solver's own convergence, iterated to a tight tolerance
+    kw = dict(interpolation=interpolation, iterations=8, tolerance=0.01)
     dy, dx, zncc = refine_translation(t, w, np.array([2.0]), np.array([-3.0]), **kw)
     assert dy[0] == pytest.approx(2.0, abs=1e-6) and dx[0] == pytest.approx(-3.0, abs=1e-6)
     assert zncc[0] == pytest.approx(1.0, abs=1e-5)
@@ -102,3 +109,74 @@ def test_unknown_subpixel_method():
 
     with pytest.raises(InvalidParameterError, match="subpixel='cubic'.*gauss-newton"):
         NCCMatcher(subpixel="cubic")
+
+
+def _nan_bordered(seed=0):
+    rng = np.random.default_rng(seed)
+    img = fractal_texture((300, 300), seed=seed).astype(np.float32)
+    sec = np.roll(img, (2, -3), axis=(0, 1)) + 0.05 * rng.random((300, 300), dtype=np.float32)
+    img[:40], sec[:, :30] = np.nan, np.nan  # as a block on the image's top-left corner
+    img[150:230, 150:230] = 3.0  # a flat patch: featureless templates
+    return img, sec
+
+
+def test_window_lattice_reads_in_place_and_matches_extract_windows():
+    img, _ = _nan_bordered()
+    lat = WindowLattice(img, (8, 4), (6, 7), 32, 64)
+    copied = extract_windows(img, (8, 4), (6, 7), 32, 64)
+    assert lat.shape == copied.shape and len(lat) == 42
+    assert np.shares_memory(lat[5], img)
+    np.testing.assert_array_equal(np.asarray(lat), copied)
+    subset = lat[np.arange(42) % 3 == 0]
+    np.testing.assert_array_equal(np.asarray(subset), copied[::3])
+    np.testing.assert_array_equal(subset[2], copied[6])
+
+
+def test_window_lattice_stats_match_numpy_on_subsets_of_an_image_with_nan():
+    img, _ = _nan_bordered()
+    lat = WindowLattice(img, (8, 4), (6, 7), 32, 64)
+    copied = extract_windows(img, (8, 4), (6, 7), 32, 64).astype(np.float64)
+    finite = np.isfinite(copied).all(axis=(1, 2))
+    assert 0 < finite.sum() < 42
+    np.testing.assert_array_equal(lat.finite(), finite)
+    for subset in (np.arange(42), np.flatnonzero(finite)):  # an all-finite subset too
+        mean, std, ok = lat[subset].stats()
+        np.testing.assert_array_equal(ok, finite[subset])
+        good = finite[subset]
+        np.testing.assert_allclose(mean[good], copied[subset][good].mean(axis=(1, 2)), rtol=1e-9)
+        np.testing.assert_allclose(
+            std[good], copied[subset][good].std(axis=(1, 2)), rtol=1e-6, atol=1e-9
+        )
+
+
+@pytest.mark.parametrize("subpixel", ["gauss-newton", "gaussian"])
+def test_lattices_give_the_same_matches_as_copied_arrays(subpixel):
+    ref, sec = _nan_bordered()
+    kw = dict(first=(20, 20), count=(7, 7), step=32)
+    templates = WindowLattice(ref, (kw["first"][0] + 6, kw["first"][1] + 6), kw["count"], 32, 24)
+    windows = WindowLattice(sec, kw["first"], kw["count"], 32, 36)
+    s_lat = ncc_surfaces(templates, windows)
+    s_arr = ncc_surfaces(np.asarray(templates), np.asarray(windows))
+    np.testing.assert_array_equal(np.isnan(s_lat), np.isnan(s_arr))
+    assert 0 < np.isnan(s_lat).all(axis=(1, 2)).sum() < len(templates)  # NaN and flat cases
+    np.testing.assert_allclose(s_lat, s_arr, atol=1e-6)
+    matcher = NCCMatcher(subpixel=subpixel)
+    lat, arr = matcher(templates, windows), matcher(np.asarray(templates), np.asarray(windows))
+    for a, b in zip(lat, arr, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # and they are right where the texture is not flat or half-flat
+    close = (np.abs(arr.dy - 2.0) < 0.1) & (np.abs(arr.dx + 3.0) < 0.1)
+    assert close.sum() >= 0.75 * np.isfinite(arr.dy).sum() > 15
+
+
+def test_opencv_threads_is_restored_and_reference_counted():
+    import cv2
+
+    from trackoff_xr.kernels import opencv_threads
+
+    before = cv2.getNumThreads()
+    with opencv_threads(1):
+        with opencv_threads(1):
+            assert cv2.getNumThreads() == 1
+        assert cv2.getNumThreads() == 1  # the outer user still runs
+    assert cv2.getNumThreads() == before

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .grid import GridSpec
-from .kernels import extract_windows
+from .kernels import WindowLattice
 from .matchers import Matcher
 
 if TYPE_CHECKING:
@@ -141,7 +141,10 @@ def match_arrays(
     grid : GridSpec
         Template geometry.
     matcher : Matcher
-        Turns templates and windows into offsets. If it has a ``transform``
+        Turns templates and windows into offsets. A matcher whose
+        ``accepts_lattices`` attribute is true gets
+        :class:`~trackoff_xr.kernels.WindowLattice` batches (views into the
+        blocks, nothing copied); others get arrays. If it has a ``transform``
         method (a fully convolutional feature extractor), both blocks are
         transformed once and the windows are cut from the transformed blocks;
         the blocks must then hold ``matcher.context`` pixels beyond every
@@ -157,20 +160,23 @@ def match_arrays(
         ``dy``, ``dx``, ``score`` and any extra outputs per point (see
         :func:`output_fields`); all NaN where the template or window touches NaN.
     """
-    size, r = grid.window_size, grid.search_radius
+    size, r, step = grid.window_size, grid.search_radius, grid.spacing
     template_first = (first[0] + r, first[1] + r)
-    windows = extract_windows(sec, first, count, grid.spacing, size)
-    templates = extract_windows(ref, template_first, count, grid.spacing, grid.patch_size)
+    windows = WindowLattice(sec, first, count, step, size)
+    templates = WindowLattice(ref, template_first, count, step, grid.patch_size)
     names = output_fields(matcher)
-    out = np.full((windows.shape[0], len(names)), np.nan, dtype=np.float32)
-    usable = ~(np.isnan(windows).any(axis=(1, 2)) | np.isnan(templates).any(axis=(1, 2)))
+    out = np.full((len(windows), len(names)), np.nan, dtype=np.float32)
+    usable = windows.finite() & templates.finite()
     if usable.any():
         if _context(matcher):
-            windows = extract_windows(matcher.transform(sec), first, count, grid.spacing, size)
-            templates = extract_windows(
-                matcher.transform(ref), template_first, count, grid.spacing, grid.patch_size
+            windows = WindowLattice(matcher.transform(sec), first, count, step, size)
+            templates = WindowLattice(
+                matcher.transform(ref), template_first, count, step, grid.patch_size
             )
-        result = matcher(templates[usable], windows[usable])
+        templates, windows = templates[usable], windows[usable]
+        if not getattr(matcher, "accepts_lattices", False):
+            templates, windows = np.asarray(templates), np.asarray(windows)
+        result = matcher(templates, windows)
         for j, field in enumerate(names):
             out[usable, j] = getattr(result, field)
     return out.reshape(count[0], count[1], len(names))

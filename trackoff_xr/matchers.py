@@ -95,6 +95,10 @@ class NCCMatcher:
                 f"{', '.join(map(repr, ('gauss-newton', *SUBPIXEL_METHODS)))}"
             )
 
+    #: the engine may pass :class:`~trackoff_xr.kernels.WindowLattice` batches
+    #: (read in place) instead of copied arrays
+    accepts_lattices = True
+
     def __call__(self, templates: np.ndarray, windows: np.ndarray) -> MatchResult:
         """Match each template in its window by ZNCC."""
         dy, dx, peak, _ = correlate_and_refine(templates, windows, self.subpixel)
@@ -133,18 +137,18 @@ def correlate_and_refine(
     else:
         iy, ix, peak = refine_peaks(surfaces, "none")
         dy, dx, _ = refine_peaks(surfaces, "gaussian")  # a close start: fewer steps
-        found = np.flatnonzero(np.isfinite(peak))
-        rt, rw = refine_on if refine_on is not None else (templates, windows)
-        ry, rx, zncc = refine_translation(rt[found], rw[found], dy[found], dx[found])
         # a whole-pixel match that is already essentially perfect is not
         # moved: along an edge (the aperture problem) the refinement could
         # otherwise drift on interpolation error. Comparing correlations in
         # general would favour integers, where no interpolation smooths noise.
-        exact = peak[found] >= EXACT_MATCH
-        dy[found] = np.where(exact, iy[found], ry)
-        dx[found] = np.where(exact, ix[found], rx)
+        exact = peak >= EXACT_MATCH
+        dy[exact], dx[exact] = iy[exact], ix[exact]
+        todo = np.flatnonzero(np.isfinite(peak) & ~exact)
+        rt, rw = refine_on if refine_on is not None else (templates, windows)
+        ry, rx, zncc = refine_translation(rt[todo], rw[todo], dy[todo], dx[todo])
+        dy[todo], dx[todo] = ry, rx
         if refine_on is None:
-            peak[found] = np.fmax(peak[found], zncc)
+            peak[todo] = np.fmax(peak[todo], zncc)
     # no positive correlation anywhere: nothing was matched
     dy[~(peak > 0)] = np.nan
     dx[~(peak > 0)] = np.nan

@@ -3,12 +3,15 @@
 from .ncc import ncc_surfaces
 from .refine import refine_translation
 from .subpixel import SUBPIXEL_METHODS, refine_peaks
-from .windows import extract_windows
+from .threads import opencv_threads
+from .windows import WindowLattice, extract_windows
 
 __all__ = [
     "SUBPIXEL_METHODS",
+    "WindowLattice",
     "extract_windows",
     "ncc_surfaces",
+    "opencv_threads",
     "refine_peaks",
     "refine_translation",
 ]

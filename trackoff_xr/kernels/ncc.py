@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .threads import opencv_threads
+from .windows import WindowLattice
+
 __all__ = ["ncc_surfaces"]
 
 # A template whose range (max - min) falls below this, relative to its
@@ -19,15 +22,28 @@ __all__ = ["ncc_surfaces"]
 _FLAT_RTOL = 1e-6
 
 
-def _flat(patches: np.ndarray) -> np.ndarray:
-    """Patches that are constant (or hold NaN)."""
+def _flat(low: np.ndarray, high: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Flag spreads too small, relative to the values' magnitude, to measure anything."""
+    scale = np.maximum(np.maximum(abs(high), abs(low)), 1.0)
+    return ~(spread > _FLAT_RTOL * scale)
+
+
+def _unusable_arrays(patches: np.ndarray) -> np.ndarray:
+    """Patches (n, h, w) that are constant, or hold NaN or inf."""
     high, low = patches.max(axis=(1, 2)), patches.min(axis=(1, 2))
-    return ~(high - low > _FLAT_RTOL * np.maximum(np.maximum(abs(high), abs(low)), 1.0))
+    return _flat(low, high, high - low) | ~np.isfinite(high - low)
 
 
-def _unusable(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
-    """Pairs with a constant template or window, or holding NaN or inf."""
-    return _flat(templates) | _flat(windows) | ~np.isfinite(windows.sum(axis=(1, 2)))
+def _unusable_lattice(patches: WindowLattice) -> np.ndarray:
+    """As :func:`_unusable_arrays`, from integral images (standard deviation, not range)."""
+    mean, std, finite = patches.stats()
+    return ~finite | _flat(mean, mean, std)
+
+
+def _unusable(patches: np.ndarray | WindowLattice) -> np.ndarray:
+    if isinstance(patches, WindowLattice):
+        return _unusable_lattice(patches)
+    return _unusable_arrays(np.asarray(patches))
 
 
 def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
@@ -35,10 +51,12 @@ def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    templates : ndarray, shape (n, P, P)
+    templates : ndarray or WindowLattice, shape (n, P, P)
         Reference templates.
-    windows : ndarray, shape (n, P + 2R, P + 2R)
-        Secondary search windows, centred on their templates.
+    windows : ndarray or WindowLattice, shape (n, P + 2R, P + 2R)
+        Secondary search windows, centred on their templates. Lattices are
+        read in place (no copies), and their flat/NaN checks use integral
+        images.
 
     Returns
     -------
@@ -61,15 +79,22 @@ def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """
     import cv2
 
-    templates = np.asarray(templates, dtype=np.float32)
-    windows = np.asarray(windows, dtype=np.float32)
-    n, patch = templates.shape[0], templates.shape[1]
+    if not isinstance(templates, WindowLattice):
+        templates = np.asarray(templates, dtype=np.float32)
+    if not isinstance(windows, WindowLattice):
+        windows = np.asarray(windows, dtype=np.float32)
+    n, patch = len(templates), templates.shape[1]
     size = windows.shape[1] - patch + 1
     out = np.zeros((n, size, size), dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
-        bad = _unusable(templates, windows)
-    for k in np.flatnonzero(~bad):
-        out[k] = cv2.matchTemplate(windows[k], templates[k], cv2.TM_CCOEFF_NORMED)
+        bad = _unusable(templates) | _unusable(windows)
+    with opencv_threads(1):
+        for k in np.flatnonzero(~bad):
+            out[k] = cv2.matchTemplate(
+                np.asarray(windows[k], np.float32),
+                np.asarray(templates[k], np.float32),
+                cv2.TM_CCOEFF_NORMED,
+            )
     out[bad] = np.nan
     np.clip(out, -1.0, 1.0, out=out)
     return out

@@ -19,20 +19,24 @@ IC-GN (this)       0.006        0.306        0.814
 3-point Gaussian   0.063        0.329        0.837
 =================  ===========  ===========  ===========
 
-The window is resampled with OpenCV's bicubic ``warpAffine`` (C speed; its
-1/32-pixel position quantisation is below the noise above). The outer
+The window is resampled with separable Lanczos-4 (two ``cv2.sepFilter2D``
+passes at the exact fractional position). The outer
 ``_BORDER`` pixels of the template, where its gradient is one-sided, are left
 out of the sums.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from .threads import opencv_threads
 
 __all__ = ["refine_translation"]
 
 _BORDER = 2
-_PAD = 5  # windows are padded so 8-tap sampling never leaves them
+_TAPS = 8  # Lanczos-4 taps at offsets -3..4
 
 
 def _lanczos_taps(frac: np.ndarray) -> np.ndarray:
@@ -42,75 +46,111 @@ def _lanczos_taps(frac: np.ndarray) -> np.ndarray:
     return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def _source(window: np.ndarray, row: int, col: int, extent: int) -> np.ndarray:
+    """``window[row:row+extent, col:col+extent]``, edge-replicated where it leaves the window."""
+    rows, cols = window.shape
+    if row >= 0 and col >= 0 and row + extent <= rows and col + extent <= cols:
+        return window[row : row + extent, col : col + extent]
+    r = np.clip(np.arange(row, row + extent), 0, rows - 1)
+    c = np.clip(np.arange(col, col + extent), 0, cols - 1)
+    return window[np.ix_(r, c)]
+
+
 def _sample(
-    windows: np.ndarray,
+    windows: Any,
     items: np.ndarray,
+    rows_out: np.ndarray,
     top: np.ndarray,
     left: np.ndarray,
-    size: int,
     out: np.ndarray,
     interpolation: str,
-) -> np.ndarray:
-    """Fill ``out[:len(items)]`` with ``size`` x ``size`` patches of ``windows[items]``.
+) -> None:
+    """Fill ``out[rows_out[j]]`` with a patch of ``windows[items[j]]`` for every ``j``.
 
     Patch ``j`` has its corner at the real-valued position ``(top[j], left[j])``
-    of a window padded by ``_PAD`` pixels. A translation is separable, so
-    Lanczos-4 resampling is two 8-tap passes (``cv2.sepFilter2D``) at the exact
-    fractional position; ``"cubic"`` uses ``cv2.warpAffine`` (1/32-px positions).
+    of its window and the size of ``out``'s rows; pixels beyond the window
+    repeat its edge. A translation is separable, so Lanczos-4 resampling is
+    two 8-tap passes (``cv2.sepFilter2D``) at the exact fractional position;
+    ``"cubic"`` uses ``cv2.warpAffine`` (1/32-px positions). Windows are only
+    indexed (``windows[k]``), so a :class:`~trackoff_xr.kernels.WindowLattice`
+    is read in place.
     """
     import cv2
 
+    size = out.shape[1]
     if interpolation == "cubic":
         flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
         shift = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
         for j, k in enumerate(items):
-            shift[0, 2], shift[1, 2] = left[j] + _PAD, top[j] + _PAD
+            shift[0, 2], shift[1, 2] = left[j], top[j]
             cv2.warpAffine(
-                windows[k],
+                np.asarray(windows[k], np.float32),
                 shift,
                 (size, size),
-                dst=out[j],
+                dst=out[rows_out[j]],
                 flags=flags,
                 borderMode=cv2.BORDER_REPLICATE,
             )
-        return out[: items.size].reshape(items.size, -1)
+        return
     rows, cols = np.floor(top).astype(int), np.floor(left).astype(int)
     taps_y, taps_x = _lanczos_taps(top - rows), _lanczos_taps(left - cols)
+    extent = size + _TAPS - 1
     for j, k in enumerate(items):
-        iy, ix = rows[j] + _PAD - 3, cols[j] + _PAD - 3
-        src = windows[k, iy : iy + size + 7, ix : ix + size + 7]
+        src = _source(np.asarray(windows[k], np.float32), rows[j] - 3, cols[j] - 3, extent)
         filtered = cv2.sepFilter2D(
             src, cv2.CV_32F, taps_x[j], taps_y[j], anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
         )
-        out[j] = filtered[:size, :size]
-    return out[: items.size].reshape(items.size, -1)
+        out[rows_out[j]] = filtered[:size, :size]
+
+
+class _Workspace:
+    """Buffers reused from batch to batch.
+
+    Large temporaries are what cost most here: a fresh multi-megabyte array
+    is page-faulted in on every use (measured: dividing a 1024 x 3600 array
+    into a new array ran 3x slower than into a reused one), so the
+    refinement runs in batches of ``_BATCH`` items through these buffers.
+    """
+
+    def __init__(self, batch: int, size: int) -> None:
+        inner = size - 2 * _BORDER
+        self.templates = np.empty((batch, size, size), dtype=np.float32)
+        self.basis = np.empty((batch, 3, inner, inner), dtype=np.float32)
+        self.samples = np.zeros((batch, inner, inner), dtype=np.float32)
+        self.dots = np.empty((batch, 3, 1), dtype=np.float32)
+
+
+_BATCH = 64
 
 
 def refine_translation(
-    templates: np.ndarray,
-    windows: np.ndarray,
+    templates: Any,
+    windows: Any,
     dy: np.ndarray,
     dx: np.ndarray,
     *,
-    iterations: int = 6,
-    tolerance: float = 0.02,
+    iterations: int = 4,
+    tolerance: float = 0.03,
     interpolation: str = "lanczos",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refine integer offsets to the sub-pixel ZNCC maximum.
 
     Parameters
     ----------
-    templates : ndarray, shape (n, P, P)
-    windows : ndarray, shape (n, P + 2R, P + 2R)
+    templates : ndarray or WindowLattice, shape (n, P, P)
+    windows : ndarray or WindowLattice, shape (n, P + 2R, P + 2R)
+        Only indexed one window at a time: a lattice is read in place.
     dy, dx : ndarray, shape (n,)
         Starting offsets, relative to the window centre: the integer peak,
-        or better a three-point fit around it (fewer iterations).
+        or better a three-point fit around it.
     iterations : int
-        Most Gauss-Newton steps.
+        Most Gauss-Newton steps (resamplings of the window).
     tolerance : float
-        An item stops once its step is shorter than this, in pixels. OpenCV
-        resamples at 1/32-pixel positions, so steps much below that only
-        oscillate.
+        An item stops once its step is shorter than this, in pixels. From a
+        three-point start the defaults take 2.2 resamplings per point and
+        match 6 steps to 0.02 px (3.05 resamplings); measured on generated
+        textures, RMSE px, noise-free / 4 looks: 0.0058 / 0.300 against
+        0.0064 / 0.293; a single step gives 0.025 / 0.317.
     interpolation : {"lanczos", "cubic"}
         Resampling of the window. At the true offset the only residual is
         the interpolation error, which moves the fixed point; measured on
@@ -125,7 +165,7 @@ def refine_translation(
         Refined offsets. Items whose refinement leaves the search window or
         moves more than one pixel from the start keep their starting value.
     zncc : ndarray, float64
-        Correlation where the last step started (within ``tolerance`` of the
+        Correlation where the last step started (within a step of the
         returned offset); NaN for items that could not be refined (a
         featureless template).
 
@@ -140,36 +180,69 @@ def refine_translation(
     """
     if interpolation not in ("lanczos", "cubic"):
         raise ValueError(f"interpolation={interpolation!r}; use 'lanczos' or 'cubic'")
-    templates = np.asarray(templates, dtype=np.float32)
-    n, size = templates.shape[0], templates.shape[1]
+    n, size = len(templates), templates.shape[1]
     radius = (windows.shape[1] - size) // 2
-    windows = np.pad(
-        np.asarray(windows, dtype=np.float32), ((0, 0), (_PAD, _PAD), (_PAD, _PAD)), mode="edge"
-    )
     start_y = np.asarray(dy, np.float64).copy()
     start_x = np.asarray(dx, np.float64).copy()
     if n == 0:
         return start_y, start_x, np.empty(0)
 
-    inner = size - 2 * _BORDER
-    k = inner * inner
-    core = (slice(None), slice(_BORDER, size - _BORDER), slice(_BORDER, size - _BORDER))
-    gy, gx = np.gradient(templates, axis=(1, 2))
-    tz = templates[core].reshape(n, k)
-    tz = tz - tz.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-    norm = np.maximum(np.sqrt(np.einsum("nk,nk->n", tz, tz)), 1e-30)[:, None]
-    tn = tz / norm
-    # grads[:, 0] and grads[:, 1]: row and column gradients of the normalised template
-    grads = np.empty((n, 2, k), dtype=np.float32)
-    grads[:, 0] = gy[core].reshape(n, k) / norm
-    grads[:, 1] = gx[core].reshape(n, k) / norm
-    # With w the sampled patch and wc = w - mean(w), err = wc / |wc| - tn and
-    # sum(g * err) = sum(g * wc) / |wc| - sum(g * tn): dot products per item and
-    # iteration, no normalised copies. (Centring first: E[w^2] - E[w]^2 in
-    # float32 cancels catastrophically on low-contrast patches.)
-    grad_t = np.matmul(grads, tn[:, :, None])[:, :, 0].astype(np.float64)
+    py, px = start_y.copy(), start_x.copy()
+    zncc = np.full(n, np.nan)
+    work = _Workspace(min(n, _BATCH), size)
+    with opencv_threads(1):
+        for lo in range(0, n, _BATCH):
+            items = np.arange(lo, min(lo + _BATCH, n))
+            _refine_batch(
+                templates, windows, items, py, px, zncc, work, radius,
+                iterations, tolerance, interpolation,
+            )  # fmt: skip
+    return py, px, zncc
 
-    hessian = np.matmul(grads, grads.transpose(0, 2, 1)).astype(np.float64)
+
+def _refine_batch(
+    templates: Any,
+    windows: Any,
+    items: np.ndarray,
+    py: np.ndarray,
+    px: np.ndarray,
+    zncc: np.ndarray,
+    work: _Workspace,
+    radius: int,
+    iterations: int,
+    tolerance: float,
+    interpolation: str,
+) -> None:
+    """IC-GN for ``items``, updating ``py``, ``px`` and ``zncc`` in place."""
+    m, b = items.size, _BORDER
+    size = work.templates.shape[1]
+    inner = size - 2 * b
+    k = inner * inner
+    tmpl = work.templates[:m]
+    for j, item in enumerate(items):
+        tmpl[j] = templates[item]
+    # basis[:, 0]: the normalised template core; [:, 1], [:, 2]: its row and
+    # column gradients (central differences; the outer _BORDER pixels are out)
+    basis = work.basis[:m]
+    core = (slice(None), slice(b, size - b), slice(b, size - b))
+    below = (slice(None), slice(b + 1, size - b + 1), slice(b, size - b))
+    above = (slice(None), slice(b - 1, size - b - 1), slice(b, size - b))
+    right = (slice(None), slice(b, size - b), slice(b + 1, size - b + 1))
+    left = (slice(None), slice(b, size - b), slice(b - 1, size - b - 1))
+    np.copyto(basis[:, 0], tmpl[core])
+    np.subtract(tmpl[below], tmpl[above], out=basis[:, 1])
+    np.subtract(tmpl[right], tmpl[left], out=basis[:, 2])
+    flat = basis.reshape(m, 3, k)
+    flat[:, 0] -= (flat[:, 0].sum(axis=1) / np.float32(k))[:, None]
+    norm = np.maximum(np.sqrt(np.einsum("nk,nk->n", flat[:, 0], flat[:, 0])), 1e-30)
+    flat[:, 0] *= (1.0 / norm)[:, None]
+    flat[:, 1:] *= (0.5 / norm)[:, None, None]
+    # With w the sampled patch and wc = w - mean(w), err = wc / |wc| - tn and
+    # sum(g * err) = sum(g * wc) / |wc| - sum(g * tn): one batched product per
+    # iteration, no normalised copies. (w is centred before its norm is taken:
+    # E[w^2] - E[w]^2 in float32 cancels catastrophically on low-contrast patches.)
+    grad_t = np.matmul(flat[:, 1:], flat[:, 0, :, None])[:, :, 0].astype(np.float64)
+    hessian = np.matmul(flat[:, 1:], flat[:, 1:].transpose(0, 2, 1)).astype(np.float64)
     hyy, hyx, hxx = hessian[:, 0, 0], hessian[:, 0, 1], hessian[:, 1, 1]
     det = hyy * hxx - hyx**2
     active = det > 1e-9 * np.maximum(hyy * hxx, 1e-300)
@@ -178,43 +251,33 @@ def refine_translation(
     inv[:, 0, 0], inv[:, 1, 1] = hxx / safe, hyy / safe
     inv[:, 0, 1] = inv[:, 1, 0] = -hyx / safe
 
-    buffer = np.empty((n, inner, inner), dtype=np.float32)
-    count = float(k)
-
-    def correlate(idx: np.ndarray, py_: np.ndarray, px_: np.ndarray) -> tuple[np.ndarray, ...]:
-        w = _sample(
-            windows,
-            idx,
-            radius + py_ + _BORDER,
-            radius + px_ + _BORDER,
-            inner,
-            buffer,
-            interpolation,
-        )
-        mean = w.mean(axis=1, keepdims=True, dtype=np.float64)
-        w -= mean.astype(np.float32)
-        w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))
-        flat = w_norm <= 1e-6 * np.maximum(np.abs(mean[:, 0]) * np.sqrt(count), 1e-30)
-        return w, np.where(flat, np.inf, w_norm)
-
-    py, px = start_y.copy(), start_x.copy()
-    zncc = np.full(n, np.nan)
+    start_y, start_x = py[items].copy(), px[items].copy()
+    samples = work.samples[:m]
+    w = samples.reshape(m, k)
+    dots = work.dots[:m]
     for _ in range(iterations):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
+        act = np.flatnonzero(active)
+        if act.size == 0:
             break
-        w, w_norm = correlate(idx, py[idx], px[idx])
-        # correlation where this step starts: the last one is within the
-        # stopping tolerance of the returned offset, so no extra resampling
-        zncc[idx] = np.einsum("nk,nk->n", w, tn[idx]).astype(np.float64) / w_norm
-        gw = np.matmul(grads[idx], w[:, :, None])[:, :, 0].astype(np.float64)
-        b = gw / w_norm[:, None] - grad_t[idx]
-        step = np.einsum("nij,nj->ni", inv[idx], b)
+        idx = items[act]
+        _sample(
+            windows, idx, act, radius + py[idx] + b, radius + px[idx] + b, samples, interpolation
+        )
+        # every row is processed (cheaper than gathering the active ones);
+        # only the active rows' results are used
+        mean = w.sum(axis=1) / np.float32(k)
+        w -= mean[:, None]
+        w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))
+        np.matmul(flat, w[:, :, None], out=dots)
+        mean, w_norm, d = mean[act], w_norm[act], dots[act, :, 0].astype(np.float64)
+        w_norm[w_norm <= 1e-6 * np.maximum(np.abs(mean) * np.sqrt(k), 1e-30)] = np.inf
+        # correlation where this step starts
+        zncc[idx] = d[:, 0] / w_norm
+        rhs = d[:, 1:] / w_norm[:, None] - grad_t[act]
+        step = np.einsum("nij,nj->ni", inv[act], rhs)
         py[idx] -= step[:, 0]
         px[idx] -= step[:, 1]
-        lost = (np.abs(py[idx] - start_y[idx]) > 1) | (np.abs(px[idx] - start_x[idx]) > 1)
+        lost = (np.abs(py[idx] - start_y[act]) > 1) | (np.abs(px[idx] - start_x[act]) > 1)
         lost |= (np.abs(py[idx]) > radius) | (np.abs(px[idx]) > radius)
-        py[idx[lost]], px[idx[lost]] = start_y[idx[lost]], start_x[idx[lost]]
-        active[idx[lost | (np.hypot(step[:, 0], step[:, 1]) < tolerance)]] = False
-
-    return py, px, zncc
+        py[idx[lost]], px[idx[lost]] = start_y[act[lost]], start_x[act[lost]]
+        active[act[lost | (np.hypot(step[:, 0], step[:, 1]) < tolerance)]] = False

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["extract_windows"]
+__all__ = ["WindowLattice", "extract_windows"]
+
+
+def _lattice_view(
+    image: np.ndarray, first: tuple[int, int], count: tuple[int, int], step: int, size: int
+) -> np.ndarray:
+    """Strided view ``(ny, nx, size, size[, channels])`` of the windows: no copy."""
+    ny, nx = count
+    channels = image.shape[2:]
+    if ny == 0 or nx == 0:
+        return np.empty((ny, nx, size, size, *channels), dtype=image.dtype)
+    r0, c0 = first
+    view = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))
+    if channels:  # (rows, cols, C, size, size) -> (rows, cols, size, size, C)
+        view = np.moveaxis(view, 2, -1)
+    lattice = view[r0 : r0 + (ny - 1) * step + 1 : step, c0 : c0 + (nx - 1) * step + 1 : step]
+    if r0 < 0 or c0 < 0 or lattice.shape[:2] != (ny, nx):
+        raise ValueError(
+            f"image block of shape {image.shape} cannot hold {ny} x {nx} windows of "
+            f"{size} px every {step} px from {first}"
+        )
+    return lattice
 
 
 def extract_windows(
@@ -44,18 +67,150 @@ def extract_windows(
     array([[ 4.,  5.],
            [10., 11.]])
     """
+    lattice = _lattice_view(image, first, count, step, size)
     ny, nx = count
-    channels = image.shape[2:]
-    if ny == 0 or nx == 0:
-        return np.empty((0, size, size, *channels), dtype=image.dtype)
-    r0, c0 = first
-    view = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))
-    if channels:  # (rows, cols, C, size, size) -> (rows, cols, size, size, C)
-        view = np.moveaxis(view, 2, -1)
-    lattice = view[r0 : r0 + (ny - 1) * step + 1 : step, c0 : c0 + (nx - 1) * step + 1 : step]
-    if lattice.shape[:2] != (ny, nx):
-        raise ValueError(
-            f"image block of shape {image.shape} cannot hold {ny} x {nx} windows of "
-            f"{size} px every {step} px from {first}"
+    return np.ascontiguousarray(lattice).reshape(ny * nx, size, size, *image.shape[2:])
+
+
+class WindowLattice:
+    """A batch of equally spaced square windows of one image, without copying them.
+
+    It stands in for the ``(n, size, size)`` array :func:`extract_windows`
+    would return: ``len()``, ``.shape`` and ``.dtype`` are the array's,
+    ``lattice[k]`` is window ``k`` as a *view* of the image, ``lattice[items]``
+    (an index array or boolean mask) is a smaller lattice, and
+    ``np.asarray(lattice)`` copies the windows out. Kernels that only look
+    at one window at a time (OpenCV's ``matchTemplate``) thus read the image
+    in place, and per-window statistics come from integral images of the
+    whole block (:meth:`stats`) instead of one pass per window.
+
+    Parameters
+    ----------
+    image : ndarray, shape (rows, cols)
+        The pixels to cut from.
+    first, count, step, size
+        As for :func:`extract_windows`.
+
+    Examples
+    --------
+    >>> img = np.arange(36.0).reshape(6, 6)
+    >>> lat = WindowLattice(img, first=(0, 1), count=(2, 2), step=3, size=2)
+    >>> lat.shape, np.shares_memory(lat[1], img)
+    ((4, 2, 2), True)
+    >>> np.array_equal(np.asarray(lat), extract_windows(img, (0, 1), (2, 2), 3, 2))
+    True
+    >>> lat[[1, 3]][0]
+    array([[ 4.,  5.],
+           [10., 11.]])
+    >>> mean, std, finite = lat.stats()
+    >>> mean[1], finite.all()
+    (np.float64(7.5), np.True_)
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        first: tuple[int, int],
+        count: tuple[int, int],
+        step: int,
+        size: int,
+        items: np.ndarray | None = None,
+    ) -> None:
+        self.image = image
+        self.first, self.count, self.step, self.size = tuple(first), tuple(count), step, size
+        self._view = _lattice_view(image, self.first, self.count, step, size)
+        total = self.count[0] * self.count[1]
+        self.items = np.arange(total) if items is None else np.asarray(items, dtype=np.intp)
+
+    # -- the array-like surface -------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(n, size, size[, channels])``, as the copied array would be."""
+        return (self.items.size, self.size, self.size, *self.image.shape[2:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The image's dtype."""
+        return self.image.dtype
+
+    @property
+    def ndim(self) -> int:
+        """Dimensions of the copied array."""
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return int(self.items.size)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (int, np.integer)):
+            r, c = divmod(int(self.items[key]), self.count[1])
+            return self._view[r, c]
+        return WindowLattice(
+            self.image, self.first, self.count, self.step, self.size, self.items[key]
         )
-    return np.ascontiguousarray(lattice).reshape(ny * nx, size, size, *channels)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        rows, cols = np.divmod(self.items, self.count[1])
+        out = self._view[rows, cols]  # fancy indexing copies
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"WindowLattice(n={len(self)}, size={self.size}, step={self.step}, "
+            f"first={self.first}, image shape={self.image.shape})"
+        )
+
+    # -- statistics from integral images ---------------------------------------
+    def corners(self) -> tuple[np.ndarray, np.ndarray]:
+        """Image row and column of each window's top-left corner."""
+        rows, cols = np.divmod(self.items, self.count[1])
+        return self.first[0] + rows * self.step, self.first[1] + cols * self.step
+
+    def _image_is_finite(self) -> bool:
+        return bool(np.isfinite(np.add.reduce(self.image, axis=None, dtype=np.float64)))
+
+    def finite(self) -> np.ndarray:
+        """Flag windows free of NaN and inf (one pass over the image when it has none)."""
+        if self._image_is_finite():
+            return np.ones(len(self), dtype=bool)
+        return self._box_sums(~np.isfinite(self.image)) == 0
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean, standard deviation and finiteness of every window.
+
+        Sums come from float64 integral images of the whole image (NaN and inf
+        counted apart and taken as 0), so the cost is a few passes over the
+        image rather than over every (overlapping) window. Mean and standard
+        deviation are NaN for windows that are not finite.
+        """
+        import cv2
+
+        if self.image.ndim != 2:
+            raise ValueError("stats() needs a single-channel image")
+        image = self.image
+        if self._image_is_finite():
+            finite = np.ones(len(self), dtype=bool)
+        else:
+            bad = ~np.isfinite(image)
+            finite = self._box_sums(bad) == 0
+            image = np.where(bad, np.float32(0), image)
+        total, squares = cv2.integral2(image, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
+        n = float(self.size * self.size)
+        mean = self._gather(total) / n
+        var = np.maximum(self._gather(squares) / n - mean * mean, 0.0)
+        mean[~finite] = np.nan
+        var[~finite] = np.nan
+        return mean, np.sqrt(var), finite
+
+    def _gather(self, integral: np.ndarray) -> np.ndarray:
+        """Sum of every window from an integral image (one row/column larger)."""
+        r, c = self.corners()
+        s = self.size
+        return integral[r + s, c + s] - integral[r, c + s] - integral[r + s, c] + integral[r, c]
+
+    def _box_sums(self, flags: np.ndarray) -> np.ndarray:
+        """Count of true ``flags`` in every window."""
+        import cv2
+
+        integral = cv2.integral(flags.view(np.uint8), sdepth=cv2.CV_32S)
+        return self._gather(integral)
