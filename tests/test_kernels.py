@@ -180,3 +180,44 @@ def test_opencv_threads_is_restored_and_reference_counted():
             assert cv2.getNumThreads() == 1
         assert cv2.getNumThreads() == 1  # the outer user still runs
     assert cv2.getNumThreads() == before
+
+
+def _exact_zncc(templates, windows):
+    """ZNCC surfaces in float64, straight from the definition."""
+    t = np.asarray(templates, dtype=np.float64)
+    w = np.asarray(windows, dtype=np.float64)
+    p = t.shape[1]
+    t = t - t.mean(axis=(1, 2), keepdims=True)
+    patches = np.lib.stride_tricks.sliding_window_view(w, (p, p), axis=(1, 2))
+    patches = patches - patches.mean(axis=(3, 4), keepdims=True)
+    num = np.einsum("nij,nabij->nab", t, patches)
+    den = np.sqrt(np.einsum("nij,nij->n", t, t)[:, None, None] * (patches**2).sum(axis=(3, 4)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+@pytest.mark.parametrize("offset", [0.0, 50.0])
+@pytest.mark.parametrize("patch, step, radius", [(64, 32, 16), (48, 16, 5), (40, 20, 0)])
+def test_dense_grids_share_tiles_and_give_exact_zncc(patch, step, radius, offset):
+    from trackoff_xr.kernels.ncc_tiled import shares_tiles
+
+    ref, sec = _nan_bordered(seed=4)
+    # offset 50: a large mean and a gain, where sums of raw values would cancel
+    ref, sec = offset + ref, offset + (0.8 if offset else 1.0) * sec
+    first, count = (10, 12), ((300 - 24 - patch - 2 * radius) // step, 6)
+    t_first = (first[0] + radius, first[1] + radius)
+    templates = WindowLattice(ref, t_first, count, step, patch)
+    windows = WindowLattice(sec, first, count, step, patch + 2 * radius)
+    keep = np.arange(len(templates)) % 5 != 1  # a subset, as the engine passes
+    assert shares_tiles(templates[keep], windows[keep])
+    tiled = ncc_surfaces(templates[keep], windows[keep])
+    direct = ncc_surfaces(np.asarray(templates[keep]), np.asarray(windows[keep]))
+    np.testing.assert_array_equal(np.isnan(tiled), np.isnan(direct))
+    assert np.isnan(tiled).all(axis=(1, 2)).any() and np.isfinite(tiled).all(axis=(1, 2)).any()
+    ok = np.isfinite(tiled).all(axis=(1, 2))
+    exact = _exact_zncc(templates[keep][ok], windows[keep][ok])
+    np.testing.assert_allclose(tiled[ok], exact, atol=2e-5)
+    if offset == 0.0:  # OpenCV's per-window sums lose ~4e-3 at offset 50
+        np.testing.assert_allclose(tiled, direct, atol=2e-5)
+    assert not shares_tiles(np.asarray(templates), np.asarray(windows))
+    assert not shares_tiles(templates[keep], windows[~keep])

@@ -10,8 +10,11 @@ which release the GIL and therefore parallelise across dask threads.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from .ncc_tiled import shares_tiles, tiled_surfaces
 from .threads import opencv_threads
 from .windows import WindowLattice
 
@@ -77,8 +80,6 @@ def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
     >>> np.unravel_index(s[0].argmax(), s[0].shape)   # (R + dy, R + dx) with R = 2
     (np.int64(3), np.int64(1))
     """
-    import cv2
-
     if not isinstance(templates, WindowLattice):
         templates = np.asarray(templates, dtype=np.float32)
     if not isinstance(windows, WindowLattice):
@@ -86,15 +87,28 @@ def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
     n, patch = len(templates), templates.shape[1]
     size = windows.shape[1] - patch + 1
     out = np.zeros((n, size, size), dtype=np.float32)
-    with np.errstate(invalid="ignore", over="ignore"):
-        bad = _unusable(templates) | _unusable(windows)
+    if shares_tiles(templates, windows):
+        # flat templates and windows are found from the tiled sums themselves
+        bad = ~(templates.finite() & windows.finite())
+        todo = np.flatnonzero(~bad)
+        out[todo] = tiled_surfaces(templates, windows, todo)
+    else:
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad = _unusable(templates) | _unusable(windows)
+        _direct(templates, windows, np.flatnonzero(~bad), out)
+    out[bad] = np.nan
+    np.clip(out, -1.0, 1.0, out=out)
+    return out
+
+
+def _direct(templates: Any, windows: Any, todo: np.ndarray, out: np.ndarray) -> None:
+    """One ``matchTemplate`` per item of ``todo``."""
+    import cv2
+
     with opencv_threads(1):
-        for k in np.flatnonzero(~bad):
+        for k in todo:
             out[k] = cv2.matchTemplate(
                 np.asarray(windows[k], np.float32),
                 np.asarray(templates[k], np.float32),
                 cv2.TM_CCOEFF_NORMED,
             )
-    out[bad] = np.nan
-    np.clip(out, -1.0, 1.0, out=out)
-    return out

@@ -57,23 +57,19 @@ def _source(window: np.ndarray, row: int, col: int, extent: int) -> np.ndarray:
 
 
 def _sample(
-    windows: Any,
-    items: np.ndarray,
-    rows_out: np.ndarray,
+    views: list[np.ndarray],
     top: np.ndarray,
     left: np.ndarray,
     out: np.ndarray,
     interpolation: str,
 ) -> None:
-    """Fill ``out[rows_out[j]]`` with a patch of ``windows[items[j]]`` for every ``j``.
+    """Fill ``out[j]`` with a patch of the window ``views[j]`` for every ``j``.
 
     Patch ``j`` has its corner at the real-valued position ``(top[j], left[j])``
     of its window and the size of ``out``'s rows; pixels beyond the window
     repeat its edge. A translation is separable, so Lanczos-4 resampling is
     two 8-tap passes (``cv2.sepFilter2D``) at the exact fractional position;
-    ``"cubic"`` uses ``cv2.warpAffine`` (1/32-px positions). Windows are only
-    indexed (``windows[k]``), so a :class:`~trackoff_xr.kernels.WindowLattice`
-    is read in place.
+    ``"cubic"`` uses ``cv2.warpAffine`` (1/32-px positions).
     """
     import cv2
 
@@ -81,26 +77,33 @@ def _sample(
     if interpolation == "cubic":
         flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
         shift = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
-        for j, k in enumerate(items):
+        for j, view in enumerate(views):
             shift[0, 2], shift[1, 2] = left[j], top[j]
             cv2.warpAffine(
-                np.asarray(windows[k], np.float32),
-                shift,
-                (size, size),
-                dst=out[rows_out[j]],
-                flags=flags,
-                borderMode=cv2.BORDER_REPLICATE,
+                view, shift, (size, size), dst=out[j], flags=flags, borderMode=cv2.BORDER_REPLICATE
             )
         return
     rows, cols = np.floor(top).astype(int), np.floor(left).astype(int)
     taps_y, taps_x = _lanczos_taps(top - rows), _lanczos_taps(left - cols)
     extent = size + _TAPS - 1
-    for j, k in enumerate(items):
-        src = _source(np.asarray(windows[k], np.float32), rows[j] - 3, cols[j] - 3, extent)
-        filtered = cv2.sepFilter2D(
-            src, cv2.CV_32F, taps_x[j], taps_y[j], anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
+    rows, cols = rows - 3, cols - 3
+    inside = (rows >= 0) & (cols >= 0) & (rows + extent <= views[0].shape[0])
+    inside &= cols + extent <= views[0].shape[1]
+    filtered = np.empty((len(views), extent, extent), dtype=np.float32)
+    for j, (view, r, c, ok) in enumerate(
+        zip(views, rows.tolist(), cols.tolist(), inside.tolist(), strict=True)
+    ):
+        src = view[r : r + extent, c : c + extent] if ok else _source(view, r, c, extent)
+        cv2.sepFilter2D(
+            src,
+            cv2.CV_32F,
+            taps_x[j],
+            taps_y[j],
+            dst=filtered[j],
+            anchor=(0, 0),
+            borderType=cv2.BORDER_REPLICATE,
         )
-        out[rows_out[j]] = filtered[:size, :size]
+    out[...] = filtered[:, :size, :size]
 
 
 class _Workspace:
@@ -120,7 +123,7 @@ class _Workspace:
         self.dots = np.empty((batch, 3, 1), dtype=np.float32)
 
 
-_BATCH = 64
+_BATCH = 256
 
 
 def refine_translation(
@@ -219,8 +222,7 @@ def _refine_batch(
     inner = size - 2 * b
     k = inner * inner
     tmpl = work.templates[:m]
-    for j, item in enumerate(items):
-        tmpl[j] = templates[item]
+    tmpl[...] = np.asarray(templates[items])
     # basis[:, 0]: the normalised template core; [:, 1], [:, 2]: its row and
     # column gradients (central differences; the outer _BORDER pixels are out)
     basis = work.basis[:m]
@@ -242,35 +244,36 @@ def _refine_batch(
     # iteration, no normalised copies. (w is centred before its norm is taken:
     # E[w^2] - E[w]^2 in float32 cancels catastrophically on low-contrast patches.)
     grad_t = np.matmul(flat[:, 1:], flat[:, 0, :, None])[:, :, 0].astype(np.float64)
-    hessian = np.matmul(flat[:, 1:], flat[:, 1:].transpose(0, 2, 1)).astype(np.float64)
-    hyy, hyx, hxx = hessian[:, 0, 0], hessian[:, 0, 1], hessian[:, 1, 1]
+    hyy, hyx, hxx = (
+        np.einsum("nk,nk->n", flat[:, i], flat[:, j]).astype(np.float64)
+        for i, j in ((1, 1), (1, 2), (2, 2))
+    )
     det = hyy * hxx - hyx**2
     active = det > 1e-9 * np.maximum(hyy * hxx, 1e-300)
     safe = np.where(active, det, 1.0)
-    inv = np.empty_like(hessian)
+    inv = np.empty((m, 2, 2))
     inv[:, 0, 0], inv[:, 1, 1] = hxx / safe, hyy / safe
     inv[:, 0, 1] = inv[:, 1, 0] = -hyx / safe
 
     start_y, start_x = py[items].copy(), px[items].copy()
-    samples = work.samples[:m]
-    w = samples.reshape(m, k)
-    dots = work.dots[:m]
+    views = [np.asarray(windows[item], np.float32) for item in items.tolist()]
     for _ in range(iterations):
         act = np.flatnonzero(active)
         if act.size == 0:
             break
-        idx = items[act]
-        _sample(
-            windows, idx, act, radius + py[idx] + b, radius + px[idx] + b, samples, interpolation
-        )
-        # every row is processed (cheaper than gathering the active ones);
-        # only the active rows' results are used
+        idx, na = items[act], act.size
+        # the active items' samples fill the first rows; once few remain,
+        # their basis rows are gathered rather than all rows processed
+        samples = work.samples[:na]
+        top, left = radius + py[idx] + b, radius + px[idx] + b
+        _sample([views[j] for j in act.tolist()], top, left, samples, interpolation)
+        w = samples.reshape(na, k)
         mean = w.sum(axis=1) / np.float32(k)
         w -= mean[:, None]
         w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))
-        np.matmul(flat, w[:, :, None], out=dots)
-        mean, w_norm, d = mean[act], w_norm[act], dots[act, :, 0].astype(np.float64)
         w_norm[w_norm <= 1e-6 * np.maximum(np.abs(mean) * np.sqrt(k), 1e-30)] = np.inf
+        rows = flat if na == m else flat[act]
+        d = np.matmul(rows, w[:, :, None], out=work.dots[:na])[:, :, 0].astype(np.float64)
         # correlation where this step starts
         zncc[idx] = d[:, 0] / w_norm
         rhs = d[:, 1:] / w_norm[:, None] - grad_t[act]
