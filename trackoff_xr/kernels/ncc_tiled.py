@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .scratch import scratch
 from .threads import opencv_threads
 from .windows import WindowLattice
 
@@ -117,71 +118,114 @@ def tiled_surfaces(
     slot = np.full((tiles_y, tiles_x), -1, dtype=np.intp)
     ty, tx = np.nonzero(need)
     slot[ty, tx] = np.arange(ty.size)
-    corr = np.empty((ty.size, lags, lags), dtype=np.float32)
-    centred = np.empty((step, step), dtype=np.float32)
+    corr = scratch("tiled.corr", (ty.size, lags, lags), np.float32)
+    # every tile minus its own mean, in one pass
+    centred = scratch("tiled.centred", region.shape, np.float32)
+    np.subtract(
+        region.reshape(tiles_y, step, tiles_x, step),
+        tile_mean.astype(np.float32)[:, None, :, None],
+        out=centred.reshape(tiles_y, step, tiles_x, step),
+    )
     search = np.empty((step + 2 * radius, step + 2 * radius), dtype=np.float32)
     with opencv_threads(1):
         for t, (a, b) in enumerate(zip(ty.tolist(), tx.tolist(), strict=True)):
             y, x = ty0 + a * step, tx0 + b * step
-            tile = region[a * step : (a + 1) * step, b * step : (b + 1) * step]
-            np.subtract(tile, np.float32(tile_mean[a, b]), out=centred)
             # the secondary is centred too (sum(u) = 0: the same correlation),
             # or float32 products of a bright image would swamp the signal
             window = sec[y - radius : y + step + radius, x - radius : x + step + radius]
-            np.subtract(window, np.float32(sec_mean[a, b]), out=search)
-            cv2.matchTemplate(search, centred, cv2.TM_CCORR, result=corr[t])
+            cv2.subtract(window, float(np.float32(sec_mean[a, b])), dst=search)
+            tile = centred[a * step : (a + 1) * step, b * step : (b + 1) * step]
+            cv2.matchTemplate(search, tile, cv2.TM_CCORR, result=corr[t])
 
-    # box sums of the secondary from float64 integral images: over each tile
-    # at every lag (tile_sums), over each template-sized patch at every lag
-    sums, squares = cv2.integral2(sec, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
-    t_sums, t_squares = cv2.integral2(region, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
-    sums_v = np.lib.stride_tricks.sliding_window_view(sums, (lags, lags))
-    squares_v = np.lib.stride_tricks.sliding_window_view(squares, (lags, lags))
-    y0, x0 = ty0 + ty * step - radius, tx0 + tx * step - radius
-    y1, x1 = y0 + step, x0 + step
-    tile_sums = sums_v[y1, x1] - sums_v[y0, x1] - sums_v[y1, x0] + sums_v[y0, x0]
+    # box sums of the secondary from a float64 integral image: over every
+    # tile-sized and every template-sized patch (at every lag)
+    sums, squares = _integrals(sec, "tiled.sec")
+    t_sums, t_squares = _integrals(region, "tiled.ref")
+    tile_box = _box_sums(sums, step, "tiled.tile_box")
+    patch_box = _box_sums(sums, patch, "tiled.patch_box")
+    # variance (times the area) of every template-sized patch of the secondary
     area, w_area = float(patch * patch), float(windows.size**2)
+    patch_var = _box_sums(squares, patch, "tiled.patch_var")
+    squared = np.multiply(patch_box, patch_box, out=scratch("tiled.squared", patch_box.shape))
+    squared *= 1.0 / area
+    patch_var -= squared
 
-    for lo in range(0, todo.size, _BATCH):
-        part = slice(lo, min(lo + _BATCH, todo.size))
+    # D_Q(d) = C_Q(d) + c_Q S_Q(d), per tile: the numerator of template k is
+    # sum over its tiles of D_Q(d), minus m_k times its patch sum at d
+    view = np.lib.stride_tricks.sliding_window_view
+    tiles_d = scratch("tiled.d", (ty.size, lags, lags))
+    tile_view = view(tile_box, (lags, lags))
+    np.multiply(
+        tile_view[ty0 + ty * step - radius, tx0 + tx * step - radius],
+        tile_mean[ty, tx][:, None, None],
+        out=tiles_d,
+    )
+    tiles_d += corr
+    box_view, var_view = view(patch_box, (lags, lags)), view(patch_var, (lags, lags))
+
+    batch = min(_BATCH, todo.size)
+    numerator = scratch("tiled.numerator", (batch, lags, lags))
+    term = scratch("tiled.term", (batch, lags, lags))
+    for lo in range(0, todo.size, batch):
+        part = slice(lo, min(lo + batch, todo.size))
         i, j = pi[part], pj[part]
-        # numerator: sum over tiles of (t - m_k) s = C_tile + (c_tile - m_k) S_tile
-        t_mean = np.zeros(i.size)
+        m = i.size
+        num, tmp = numerator[:m], term[:m]
+        t_mean = np.zeros(m)
         for a in range(q):
             for b in range(q):
                 t_mean += tile_mean[i + a, j + b]
+                np.take(tiles_d, slot[i + a, j + b], axis=0, out=tmp)
+                if a == b == 0:
+                    num[...] = tmp
+                else:
+                    num += tmp
         t_mean /= q * q
-        numerator = np.zeros((i.size, lags, lags), dtype=np.float64)
-        for a in range(q):
-            for b in range(q):
-                k = slot[i + a, j + b]
-                numerator += corr[k]
-                numerator += (tile_mean[i + a, j + b] - t_mean)[:, None, None] * tile_sums[k]
-        # template variance, in the tile region's frame
+        wy, wx = ty0 + i * step - radius, tx0 + j * step - radius
+        s_sum = box_view[wy, wx]
+        num -= np.multiply(s_sum, t_mean[:, None, None], out=tmp)
+        w_var = var_view[wy, wx]
+        # template variance (times the area), in the tile region's frame
         r0, c0, r1, c1 = i * step, j * step, i * step + patch, j * step + patch
         t_sum = t_sums[r1, c1] - t_sums[r0, c1] - t_sums[r1, c0] + t_sums[r0, c0]
         t_sq = t_squares[r1, c1] - t_squares[r0, c1] - t_squares[r1, c0] + t_squares[r0, c0]
         t_var = np.maximum(t_sq - t_sum * t_sum / area, 0.0)
-        # window patch sums at every lag
-        wy, wx = ty0 + i * step - radius, tx0 + j * step - radius
-        py1, px1 = wy + patch, wx + patch
-        s_sum = sums_v[py1, px1] - sums_v[wy, px1] - sums_v[py1, wx] + sums_v[wy, wx]
-        s_sq = squares_v[py1, px1] - squares_v[wy, px1] - squares_v[py1, wx] + squares_v[wy, wx]
-        w_var = s_sq - s_sum * s_sum / area
-        # featureless templates and windows: their whole surface is NaN
+        # whole windows, for the featureless test
         wy1, wx1 = wy + windows.size, wx + windows.size
         w_sum = sums[wy1, wx1] - sums[wy, wx1] - sums[wy1, wx] + sums[wy, wx]
         w_sq = squares[wy1, wx1] - squares[wy, wx1] - squares[wy1, wx] + squares[wy, wx]
-        featureless = _flat(t_var / area, t_mean)
-        featureless |= _flat(w_sq / w_area - (w_sum / w_area) ** 2, w_sum / w_area)
-        # a window patch without variance scores 0, as in OpenCV
-        flat = _flat(w_var / area, s_sum / area)
-        denominator = np.sqrt(t_var[:, None, None] * np.where(flat, 1.0, w_var))
+        w_mean = w_sum / w_area
+        featureless = _flat(t_var / area, t_mean) | _flat(w_sq / w_area - w_mean**2, w_mean)
+        # a window patch without variance scores 0, as in OpenCV (its
+        # flatness judged against the whole window's magnitude)
+        flat = w_var <= area * (_FLAT_RTOL * np.maximum(np.abs(w_mean), 1.0))[:, None, None] ** 2
+        w_var *= t_var[:, None, None]
+        np.sqrt(w_var, out=w_var)
         with np.errstate(divide="ignore", invalid="ignore"):  # featureless: NaN below
-            surfaces = np.where(flat, 0.0, numerator / denominator)
-        surfaces[featureless] = np.nan
-        out[part] = surfaces
+            num /= w_var
+        num[flat] = 0.0
+        num[featureless] = np.nan
+        out[part] = num
     return out
+
+
+def _integrals(image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 integral images of ``image`` and of its square, in scratch buffers."""
+    import cv2
+
+    shape = (image.shape[0] + 1, image.shape[1] + 1)
+    sums, squares = scratch(name + ".sum", shape), scratch(name + ".sq", shape)
+    cv2.integral2(image, sum=sums, sqsum=squares, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
+    return sums, squares
+
+
+def _box_sums(integral: np.ndarray, size: int, name: str) -> np.ndarray:
+    """Sum every ``size`` x ``size`` patch, from an integral image (into scratch ``name``)."""
+    shape = (integral.shape[0] - size, integral.shape[1] - size)
+    total = np.subtract(integral[size:, size:], integral[:-size, size:], out=scratch(name, shape))
+    total -= integral[size:, :-size]
+    total += integral[:-size, :-size]
+    return total
 
 
 def _flat(variance: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .scratch import scratch
 from .threads import opencv_threads
 
 __all__ = ["refine_translation"]
@@ -89,7 +90,7 @@ def _sample(
     rows, cols = rows - 3, cols - 3
     inside = (rows >= 0) & (cols >= 0) & (rows + extent <= views[0].shape[0])
     inside &= cols + extent <= views[0].shape[1]
-    filtered = np.empty((len(views), extent, extent), dtype=np.float32)
+    filtered = scratch("refine.filtered", (len(views), extent, extent), np.float32)
     for j, (view, r, c, ok) in enumerate(
         zip(views, rows.tolist(), cols.tolist(), inside.tolist(), strict=True)
     ):
@@ -117,9 +118,9 @@ class _Workspace:
 
     def __init__(self, batch: int, size: int) -> None:
         inner = size - 2 * _BORDER
-        self.templates = np.empty((batch, size, size), dtype=np.float32)
-        self.basis = np.empty((batch, 3, inner, inner), dtype=np.float32)
-        self.samples = np.zeros((batch, inner, inner), dtype=np.float32)
+        self.templates = scratch("refine.templates", (batch, size, size), np.float32)
+        self.basis = scratch("refine.basis", (batch, 3, inner, inner), np.float32)
+        self.samples = scratch("refine.samples", (batch, inner, inner), np.float32)
         self.dots = np.empty((batch, 3, 1), dtype=np.float32)
 
 
@@ -133,7 +134,7 @@ def refine_translation(
     dx: np.ndarray,
     *,
     iterations: int = 4,
-    tolerance: float = 0.03,
+    tolerance: float = 0.05,
     interpolation: str = "lanczos",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refine integer offsets to the sub-pixel ZNCC maximum.
@@ -149,11 +150,21 @@ def refine_translation(
     iterations : int
         Most Gauss-Newton steps (resamplings of the window).
     tolerance : float
-        An item stops once its step is shorter than this, in pixels. From a
-        three-point start the defaults take 2.2 resamplings per point and
-        match 6 steps to 0.02 px (3.05 resamplings); measured on generated
-        textures, RMSE px, noise-free / 4 looks: 0.0058 / 0.300 against
-        0.0064 / 0.293; a single step gives 0.025 / 0.317.
+        An item stops once its step is shorter than this, in pixels. Measured
+        from a three-point start on generated textures (1296 points; RMSE in
+        px, noise-free / 4 looks / 2 looks, and resamplings per point):
+
+        ==========================  ======  =====  =====  ===========
+        refinement                  clean   4 L    2 L    resamplings
+        ==========================  ======  =====  =====  ===========
+        4 steps to 0.05 (default)   0.0056  0.294  0.728  1.54
+        4 steps to 0.03             0.0057  0.287  0.718  2.15
+        6 steps to 0.02             0.0064  0.281  0.705  3.21
+        3-point Gaussian only       0.056   0.323  0.758  0
+        ==========================  ======  =====  =====  ===========
+
+        The default keeps nearly all of the gain over the three-point fit at
+        half the cost of iterating to 0.02 px.
     interpolation : {"lanczos", "cubic"}
         Resampling of the window. At the true offset the only residual is
         the interpolation error, which moves the fixed point; measured on
