@@ -2,16 +2,20 @@
 
 The plan, per axis:
 
-* Grid point ``i`` is *owned* by the chunk holding its anchor pixel
-  ``i * spacing + patch_size // 2``; each point is evaluated exactly once,
-  by its owner, whatever the chunking.
-* The images are rechunked so that every chunk owns a whole number of grid
-  points (``points_per_chunk``) and is at least as large as the halo
-  ``patch_size // 2 + search_radius``. Output chunks are then regular and the
-  grid stays anchored to global pixel 0, not to chunk edges.
-* ``map_overlap`` with depth = halo and a NaN boundary hands each block all
-  the pixels its points' templates and search windows need; windows that
-  reach past the image edge contain NaN and give NaN results.
+* Grid point ``i`` is *owned* by the block of the plan holding its anchor
+  pixel ``i * spacing + patch_size // 2``; each point is evaluated exactly
+  once, by its owner, whatever the chunking.
+* The plan's blocks each own a whole number of grid points
+  (``points_per_chunk``, from the input's chunk size) and are at least as
+  large as the halo ``patch_size // 2 + search_radius``. Output chunks are
+  then regular and the grid stays anchored to global pixel 0, not to chunk
+  edges.
+* One task per block cuts the block plus the halo (NaN beyond the image)
+  straight out of whichever input chunks hold those pixels and matches its
+  points: no rechunk, no overlap copies (``map_overlap`` would add ~40 tasks
+  and two copies of both images per block; measured 1018 tasks against 144
+  for a 4096 x 4096 pair in 1024 chunks). Windows that reach past the image
+  edge contain NaN and give NaN results.
 
 This module knows nothing of xarray or of any particular matcher.
 """
@@ -182,20 +186,46 @@ def match_arrays(
     return out.reshape(count[0], count[1], len(names))
 
 
-def _match_block(
-    ref: np.ndarray,
-    sec: np.ndarray,
-    *,
+def _pieces(bounds: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slice]]:
+    """Input chunks along one axis overlapping ``[lo, hi)``.
+
+    ``bounds`` are the chunk edges (``0, ..., length``). Returns, for each
+    overlapping chunk, its index, the slice to take from it and the slice
+    it fills in a padded block that starts at ``lo``.
+    """
+    out = []
+    first = max(int(np.searchsorted(bounds, lo, side="right")) - 1, 0)
+    for k in range(first, len(bounds) - 1):
+        start, stop = int(bounds[k]), int(bounds[k + 1])
+        if start >= hi:
+            break
+        a, b = max(lo, start), min(hi, stop)
+        if a < b:
+            out.append((k, slice(a - start, b - start), slice(a - lo, b - lo)))
+    return out
+
+
+def _assemble(shape: tuple[int, int], chunks: list, places: list) -> np.ndarray:
+    """Build a padded block: NaN, filled in with the given chunk pieces."""
+    block = np.full(shape, np.nan, dtype=np.float32)
+    for chunk, (src, dst) in zip(chunks, places, strict=True):
+        block[dst] = chunk[src]
+    return block
+
+
+def _match_region(
+    ref_chunks: list,
+    sec_chunks: list,
+    ref_places: list,
+    sec_places: list,
+    shape: tuple[int, int],
     grid: GridSpec,
     matcher: Matcher,
-    plans: tuple[AxisPlan, AxisPlan],
-    overlap: int,
-    block_id: tuple[int, int] | None = None,
+    first: tuple[int, int],
+    count: tuple[int, int],
 ) -> np.ndarray:
-    assert block_id is not None
-    by, bx = block_id[0], block_id[1]
-    first = (_origin(plans[0], by, grid, overlap), _origin(plans[1], bx, grid, overlap))
-    count = (plans[0].points[by], plans[1].points[bx])
+    ref = _assemble(shape, ref_chunks, ref_places)
+    sec = _assemble(shape, sec_chunks, sec_places)
     return match_arrays(ref, sec, grid, matcher, first, count)
 
 
@@ -210,6 +240,13 @@ def match_blockwise(
     ref: Any, sec: Any, grid: GridSpec, matcher: Matcher, *, default_chunk: int = 512
 ) -> da.Array:
     """Lazily match every grid point of two same-shaped 2-D arrays.
+
+    Each output block owns the grid points whose anchors fall in one chunk of
+    the plan (:func:`plan_axis`) and is computed by one task, which cuts the
+    pixels its templates and windows need (the plan chunk and a halo, NaN
+    beyond the image) straight from whichever input chunks hold them. The
+    inputs are never rechunked and no overlap copies are made: the graph
+    has one task per output block on top of the inputs' own.
 
     Parameters
     ----------
@@ -230,6 +267,7 @@ def match_blockwise(
     """
     import dask.array as da
     from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
 
     shape = tuple(ref.shape)
     target = _target_chunks(ref, default_chunk)
@@ -238,40 +276,56 @@ def match_blockwise(
         plan_axis(shape[0], grid, target[0], depth),
         plan_axis(shape[1], grid, target[1], depth),
     )
-    chunks = (plans[0].chunks, plans[1].chunks)
     logger.debug(
-        "blockwise plan: input chunks %s, points per chunk %s",
-        chunks,
+        "blockwise plan: blocks %s, points per block %s",
+        (plans[0].chunks, plans[1].chunks),
         (plans[0].points, plans[1].points),
     )
 
     def prepare(a: Any) -> da.Array:
-        a = a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=chunks)
-        return a.astype(np.float32).rechunk(chunks)
+        if not isinstance(a, da.Array):
+            a = da.from_array(np.asarray(a), chunks=(plans[0].chunks, plans[1].chunks))
+        return a.astype(np.float32)
 
     ref_d, sec_d = prepare(ref), prepare(sec)
+    fields = len(output_fields(matcher))
     name = (
         "trackoff-"
         + getattr(matcher, "name", "match")
         + "-"
         + tokenize(ref_d, sec_d, grid, matcher)
     )
-    return da.map_overlap(
-        _match_block,
-        ref_d,
-        sec_d,
-        depth=depth,
-        boundary=np.nan,
-        trim=False,
-        allow_rechunk=False,
-        align_arrays=False,
-        chunks=(plans[0].points, plans[1].points, (len(output_fields(matcher)),)),
-        new_axis=2,
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0), dtype=np.float32),
-        name=name,
-        grid=grid,
-        matcher=matcher,
-        plans=plans,
-        overlap=depth,
-    )
+    edges = [[np.cumsum((0,) + a.chunks[axis]) for axis in (0, 1)] for a in (ref_d, sec_d)]
+    dsk: dict = {}
+    for by in range(len(plans[0].chunks)):
+        y0 = plans[0].chunk_starts[by] - depth
+        y1 = plans[0].chunk_starts[by] + plans[0].chunks[by] + depth
+        for bx in range(len(plans[1].chunks)):
+            x0 = plans[1].chunk_starts[bx] - depth
+            x1 = plans[1].chunk_starts[bx] + plans[1].chunks[bx] + depth
+            keys, places = [], []
+            for array, (ey, ex) in zip((ref_d, sec_d), edges, strict=True):
+                k, p = [], []
+                for iy, sy, dy in _pieces(ey, y0, y1):
+                    for ix, sx, dx in _pieces(ex, x0, x1):
+                        k.append((array.name, iy, ix))
+                        p.append(((sy, sx), (dy, dx)))
+                keys.append(k)
+                places.append(p)
+            first = (_origin(plans[0], by, grid, depth), _origin(plans[1], bx, grid, depth))
+            count = (plans[0].points[by], plans[1].points[bx])
+            dsk[(name, by, bx, 0)] = (
+                _match_region,
+                keys[0],
+                keys[1],
+                places[0],
+                places[1],
+                (y1 - y0, x1 - x0),
+                grid,
+                matcher,
+                first,
+                count,
+            )
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[ref_d, sec_d])
+    chunks = (plans[0].points, plans[1].points, (fields,))
+    return da.Array(graph, name, chunks, dtype=np.float32)
