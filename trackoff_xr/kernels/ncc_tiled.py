@@ -109,9 +109,9 @@ def tiled_surfaces(
     tile_mean = region.reshape(tiles_y, step, tiles_x, step).mean(axis=(1, 3), dtype=np.float64)
     sec_cells = sec[ty0 : ty0 + tiles_y * step, tx0 : tx0 + tiles_x * step]
     sec_mean = sec_cells.reshape(tiles_y, step, tiles_x, step).mean(axis=(1, 3), dtype=np.float64)
-    if not np.isfinite(sec.sum(dtype=np.float64)):
+    if not windows.image_is_finite():
         sec = np.where(np.isfinite(sec), sec, np.float32(0))
-    if not np.isfinite(region.sum(dtype=np.float64)):
+    if not templates.image_is_finite():
         region = np.where(np.isfinite(region), region, np.float32(0))
 
     # one correlation per needed tile, of the tile minus its mean

@@ -115,8 +115,11 @@ class WindowLattice:
         step: int,
         size: int,
         items: np.ndarray | None = None,
+        _image_state: dict | None = None,
     ) -> None:
         self.image = image
+        # facts about the whole image, shared with the lattice's subsets
+        self._image_state = {} if _image_state is None else _image_state
         self.first, self.count, self.step, self.size = tuple(first), tuple(count), step, size
         self._view = _lattice_view(image, self.first, self.count, step, size)
         total = self.count[0] * self.count[1]
@@ -146,7 +149,13 @@ class WindowLattice:
             r, c = divmod(int(self.items[key]), self.count[1])
             return self._view[r, c]
         return WindowLattice(
-            self.image, self.first, self.count, self.step, self.size, self.items[key]
+            self.image,
+            self.first,
+            self.count,
+            self.step,
+            self.size,
+            self.items[key],
+            self._image_state,
         )
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -166,12 +175,17 @@ class WindowLattice:
         rows, cols = np.divmod(self.items, self.count[1])
         return self.first[0] + rows * self.step, self.first[1] + cols * self.step
 
-    def _image_is_finite(self) -> bool:
-        return bool(np.isfinite(np.add.reduce(self.image, axis=None, dtype=np.float64)))
+    def image_is_finite(self) -> bool:
+        """Whether the whole image is free of NaN and inf (checked once per image)."""
+        state = self._image_state
+        if "finite" not in state:
+            # a float32 sum overflowing to inf only sends us down the exact path
+            state["finite"] = bool(np.isfinite(self.image.sum()))
+        return state["finite"]
 
     def finite(self) -> np.ndarray:
         """Flag windows free of NaN and inf (one pass over the image when it has none)."""
-        if self._image_is_finite():
+        if self.image_is_finite():
             return np.ones(len(self), dtype=bool)
         return self._box_sums(~np.isfinite(self.image)) == 0
 
@@ -188,7 +202,7 @@ class WindowLattice:
         if self.image.ndim != 2:
             raise ValueError("stats() needs a single-channel image")
         image = self.image
-        if self._image_is_finite():
+        if self.image_is_finite():
             finite = np.ones(len(self), dtype=bool)
         else:
             bad = ~np.isfinite(image)
