@@ -76,26 +76,36 @@ def accuracy(size: int = 1024, cases=CASES) -> list[dict]:
     return rows
 
 
-def speed(size: int = 4096, chunks: int = 1024) -> dict:
-    """Points/s of both methods through offsets() on one generated pair."""
+def speed(size: int = 4096, chunks: int = 1024, rounds: int = 3) -> dict:
+    """Points/s of both methods through offsets() on one generated pair.
+
+    Rounds alternate the two methods (a slow spell of a shared machine hits
+    both) and each keeps its best; the rate counts the grid points whose
+    windows fit in the image, the same for both methods.
+    """
     import trackoff_xr
     from trackoff_xr.synthetic import shifted_pair
 
     ref, sec = shifted_pair((size, size), shift=(-4.37, 6.81), looks=4.0, seed=600)
-    out = {"size": size, "chunks": chunks}
-    trackoff_xr.offsets(ref[:512, :512], sec[:512, :512], method="cnn")  # load TF and the model
-    for method in ("ncc", "cnn"):
-        t0 = time.perf_counter()
-        ds = trackoff_xr.offsets(
-            ref.chunk(chunks),
-            sec.chunk(chunks),
-            patch_size=64,
-            spacing=32,
-            search_radius=16,
-            method=method,
-        ).compute()
-        elapsed = time.perf_counter() - t0
-        out[f"{method}_points_per_s"] = int(ds.valid.sum()) / elapsed
+    grid = trackoff_xr.GridSpec(64, 32, 16)
+    points = int(grid.window_fits(size).sum()) ** 2
+    out: dict = {"size": size, "chunks": chunks, "points": points, "rounds": rounds}
+    best = {"ncc": np.inf, "cnn": np.inf}
+    for round_ in range(rounds + 1):  # round 0 warms up: TensorFlow, the model, the pools
+        for method in best:
+            t0 = time.perf_counter()
+            trackoff_xr.offsets(
+                ref.chunk(chunks),
+                sec.chunk(chunks),
+                patch_size=64,
+                spacing=32,
+                search_radius=16,
+                method=method,
+            ).compute()
+            if round_:
+                best[method] = min(best[method], time.perf_counter() - t0)
+    for method, elapsed in best.items():
+        out[f"{method}_points_per_s"] = points / elapsed
     out["speed_ratio_cnn_over_ncc"] = out["cnn_points_per_s"] / out["ncc_points_per_s"]
     return out
 
@@ -103,21 +113,29 @@ def speed(size: int = 4096, chunks: int = 1024) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small images (smoke run)")
+    parser.add_argument(
+        "--only", choices=("accuracy", "speed"), help="run one half of the benchmark"
+    )
     args = parser.parse_args()
     size, big = (384, 768) if args.quick else (1024, 4096)
-    report = {"accuracy": accuracy(size), "speed": speed(big, chunks=min(1024, big // 2))}
+    report: dict = {}
+    if args.only != "speed":
+        report["accuracy"] = accuracy(size)
+    if args.only != "accuracy":
+        report["speed"] = speed(big, chunks=min(1024, big // 2))
     print(json.dumps(report, indent=2, default=lambda v: round(v, 4)))
-    for row in report["accuracy"]:
+    for row in report.get("accuracy", []):
         print(
             f"{row['case']:>36}: RMSE ncc {row['ncc_rmse_px']:.3f}  cnn {row['cnn_rmse_px']:.3f}"
             f"  (ratio {row['rmse_ratio_cnn_over_ncc']:.2f});  >1px ncc "
             f"{100 * row['ncc_gt1px']:.1f}%  cnn {100 * row['cnn_gt1px']:.1f}%"
         )
-    s = report["speed"]
-    print(
-        f"speed {s['size']}^2: ncc {s['ncc_points_per_s']:.0f} pts/s, cnn "
-        f"{s['cnn_points_per_s']:.0f} pts/s (ratio {s['speed_ratio_cnn_over_ncc']:.2f})"
-    )
+    if "speed" in report:
+        s = report["speed"]
+        print(
+            f"speed {s['size']}^2: ncc {s['ncc_points_per_s']:.0f} pts/s, cnn "
+            f"{s['cnn_points_per_s']:.0f} pts/s (ratio {s['speed_ratio_cnn_over_ncc']:.2f})"
+        )
 
 
 if __name__ == "__main__":

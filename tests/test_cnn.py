@@ -262,3 +262,72 @@ def test_block_transform_matcher_is_chunk_invariant():
         for j in range(len(cols) - 1)
     )
     assert busy >= 4 and len(TRANSFORM_CALLS) == 2 * busy
+
+
+@dataclass(frozen=True)
+class StagedAffineNCC:
+    """A matcher whose features the engine computes once per chunk (it sets ``channels``)."""
+
+    name: str = "staged-affine"
+    context: int = 3
+    channels: int = 1
+
+    def transform(self, block):
+        TRANSFORM_CALLS.append(block.shape)
+        return (2.0 * block + 1.0)[..., None]
+
+    def __call__(self, templates, windows):
+        return NCCMatcher()(np.asarray(templates)[..., 0], np.asarray(windows)[..., 0])
+
+    def describe(self):
+        return {}
+
+
+def test_staged_transform_runs_once_per_chunk_and_keeps_nodata():
+    from trackoff_xr.matchers import register_matcher
+
+    register_matcher("staged-affine-test", StagedAffineNCC)
+    TRANSFORM_CALLS.clear()
+    ref, sec = shifted_pair((300, 300), shift=(1.25, -2.5), seed=2)
+    ref = ref.where((ref.y < 120) | (ref.y > 150))  # a band of nodata
+    kw = dict(patch_size=32, spacing=16, search_radius=6)
+    lazy = trackoff_xr.offsets(ref.chunk(100), sec.chunk(100), method="staged-affine-test", **kw)
+    assert not TRANSFORM_CALLS  # building computes nothing
+    a = lazy.compute(scheduler="synchronous")
+    b = trackoff_xr.offsets(ref, sec, method="ncc", **kw)
+    _same(a, b, 1e-4)
+    assert np.isnan(a.dy.values).any() and np.isfinite(a.dy.values).sum() > 100
+    # one transform per input chunk and image, each with the context as halo
+    assert sorted(TRANSFORM_CALLS) == [(106, 106)] * 18
+
+
+def _plain_local_normalise(image, sigma=4.0):
+    """The textbook formula the shipped weights were trained with."""
+    import math
+
+    import cv2
+
+    valid = np.isfinite(image)
+    x = np.where(valid, image, 0.0).astype(np.float64)
+    size = 2 * int(math.ceil(3 * sigma)) + 1
+
+    def blur(a):
+        return cv2.GaussianBlur(a, (size, size), sigma, borderType=cv2.BORDER_CONSTANT)
+
+    weight = np.maximum(blur(valid.astype(np.float64)), 1e-12)
+    mean = blur(x) / weight
+    centred = np.where(valid, x - mean, 0.0)
+    var = blur(centred * centred) / weight
+    scale = np.sqrt(var + (1e-6 * np.abs(mean)) ** 2 + 1e-30)
+    return np.where(valid, centred / scale, 0.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("nodata", [False, True])
+def test_fast_local_normalise_is_bit_identical_to_the_formula(nodata):
+    """Training must keep reproducing the shipped weights bit for bit."""
+    image = (np.random.default_rng(3).random((230, 190)) * 300 + 20).astype(np.float32)
+    if nodata:
+        image[:30] = np.nan
+        image[100:110, 50:90] = np.nan
+    fast, plain = cnn_features.local_normalise(image), _plain_local_normalise(image)
+    np.testing.assert_array_equal(fast, plain)

@@ -41,6 +41,7 @@ __all__ = [
     "AxisPlan",
     "match_arrays",
     "match_blockwise",
+    "transform_blockwise",
     "output_fields",
     "plan_axis",
 ]
@@ -135,6 +136,7 @@ def match_arrays(
     matcher: Matcher,
     first: tuple[int, int],
     count: tuple[int, int],
+    transformed: bool = False,
 ) -> np.ndarray:
     """Match a lattice of points between two padded numpy blocks.
 
@@ -157,6 +159,9 @@ def match_arrays(
         Corner of the first search window inside the blocks.
     count : (int, int)
         Grid points along rows and columns.
+    transformed : bool
+        The blocks already hold the matcher's features (NaN where the image
+        is): ``matcher.transform`` is not applied again.
 
     Returns
     -------
@@ -172,7 +177,7 @@ def match_arrays(
     out = np.full((len(windows), len(names)), np.nan, dtype=np.float32)
     usable = windows.finite() & templates.finite()
     if usable.any():
-        if _context(matcher):
+        if _context(matcher) and not transformed:
             windows = WindowLattice(matcher.transform(sec), first, count, step, size)
             templates = WindowLattice(
                 matcher.transform(ref), template_first, count, step, grid.patch_size
@@ -207,7 +212,7 @@ def _pieces(bounds: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slic
 
 def _assemble(shape: tuple[int, int], chunks: list, places: list) -> np.ndarray:
     """Build a padded block: NaN, filled in with the given chunk pieces."""
-    block = np.full(shape, np.nan, dtype=np.float32)
+    block = np.full(tuple(shape) + tuple(chunks[0].shape[2:]), np.nan, dtype=np.float32)
     for chunk, (src, dst) in zip(chunks, places, strict=True):
         block[dst] = chunk[src]
     return block
@@ -223,10 +228,65 @@ def _match_region(
     matcher: Matcher,
     first: tuple[int, int],
     count: tuple[int, int],
+    transformed: bool = False,
 ) -> np.ndarray:
     ref = _assemble(shape, ref_chunks, ref_places)
     sec = _assemble(shape, sec_chunks, sec_places)
-    return match_arrays(ref, sec, grid, matcher, first, count)
+    return match_arrays(ref, sec, grid, matcher, first, count, transformed)
+
+
+def _transform_region(
+    chunks: list, places: list, shape: tuple[int, int], matcher: Matcher, keep: tuple
+) -> np.ndarray:
+    image = _assemble(shape, chunks, places)
+    features = np.asarray(matcher.transform(image), dtype=np.float32)
+    features[~np.isfinite(image)] = np.nan  # nodata stays nodata
+    return np.ascontiguousarray(features[keep])
+
+
+def _neighbourhood_tasks(array: Any, rows: tuple, cols: tuple) -> tuple[list, list]:
+    """Keys and placements of the pieces of ``array`` covering ``rows`` x ``cols``."""
+    edges = [np.cumsum((0,) + array.chunks[axis]) for axis in (0, 1)]
+    trailing = (0,) * (array.ndim - 2)  # a channel axis is one chunk
+    keys, places = [], []
+    for iy, sy, dy in _pieces(edges[0], *rows):
+        for ix, sx, dx in _pieces(edges[1], *cols):
+            keys.append((array.name, iy, ix, *trailing))
+            places.append(((sy, sx), (dy, dx)))
+    return keys, places
+
+
+def transform_blockwise(array: Any, matcher: Matcher) -> Any:
+    """Lazily apply ``matcher.transform`` to every chunk, with its context as halo.
+
+    Each output chunk is the transform of the input chunk plus
+    ``matcher.context`` pixels on every side (NaN beyond the image), cut back
+    to the chunk: features are computed once per pixel, not once per
+    overlapping match block. Pixels that are NaN in the image are NaN in all
+    channels.
+
+    Returns
+    -------
+    dask.array.Array, shape (rows, cols, matcher.channels), float32
+    """
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    context = _context(matcher)
+    name = "trackoff-features-" + tokenize(array, matcher)
+    starts = [np.cumsum((0,) + array.chunks[axis][:-1]) for axis in (0, 1)]
+    dsk: dict = {}
+    for iy, (y0, h) in enumerate(zip(starts[0].tolist(), array.chunks[0], strict=True)):
+        for ix, (x0, w) in enumerate(zip(starts[1].tolist(), array.chunks[1], strict=True)):
+            rows, cols = (y0 - context, y0 + h + context), (x0 - context, x0 + w + context)
+            keys, places = _neighbourhood_tasks(array, rows, cols)
+            keep = (slice(context, context + h), slice(context, context + w))
+            shape = (h + 2 * context, w + 2 * context)
+            dsk[(name, iy, ix, 0)] = (_transform_region, keys, places, shape, matcher, keep)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
+    chunks = (*array.chunks, (int(matcher.channels),))
+    return da.Array(graph, name, chunks, dtype=np.float32)
 
 
 def _target_chunks(array: Any, default: int) -> tuple[int, int]:
@@ -271,7 +331,11 @@ def match_blockwise(
 
     shape = tuple(ref.shape)
     target = _target_chunks(ref, default_chunk)
-    depth = grid.halo + _context(matcher)
+    # a matcher with a block transform that says how many channels it makes
+    # gets its features computed once per chunk (transform_blockwise);
+    # otherwise each match block is transformed with the extra context
+    staged = bool(_context(matcher)) and hasattr(matcher, "channels")
+    depth = grid.halo + (0 if staged else _context(matcher))
     plans = (
         plan_axis(shape[0], grid, target[0], depth),
         plan_axis(shape[1], grid, target[1], depth),
@@ -288,6 +352,8 @@ def match_blockwise(
         return a.astype(np.float32)
 
     ref_d, sec_d = prepare(ref), prepare(sec)
+    if staged:
+        ref_d, sec_d = transform_blockwise(ref_d, matcher), transform_blockwise(sec_d, matcher)
     fields = len(output_fields(matcher))
     name = (
         "trackoff-"
@@ -295,7 +361,6 @@ def match_blockwise(
         + "-"
         + tokenize(ref_d, sec_d, grid, matcher)
     )
-    edges = [[np.cumsum((0,) + a.chunks[axis]) for axis in (0, 1)] for a in (ref_d, sec_d)]
     dsk: dict = {}
     for by in range(len(plans[0].chunks)):
         y0 = plans[0].chunk_starts[by] - depth
@@ -303,15 +368,10 @@ def match_blockwise(
         for bx in range(len(plans[1].chunks)):
             x0 = plans[1].chunk_starts[bx] - depth
             x1 = plans[1].chunk_starts[bx] + plans[1].chunks[bx] + depth
-            keys, places = [], []
-            for array, (ey, ex) in zip((ref_d, sec_d), edges, strict=True):
-                k, p = [], []
-                for iy, sy, dy in _pieces(ey, y0, y1):
-                    for ix, sx, dx in _pieces(ex, x0, x1):
-                        k.append((array.name, iy, ix))
-                        p.append(((sy, sx), (dy, dx)))
-                keys.append(k)
-                places.append(p)
+            keys, places = zip(
+                *(_neighbourhood_tasks(a, (y0, y1), (x0, x1)) for a in (ref_d, sec_d)),
+                strict=True,
+            )
             first = (_origin(plans[0], by, grid, depth), _origin(plans[1], bx, grid, depth))
             count = (plans[0].points[by], plans[1].points[bx])
             dsk[(name, by, bx, 0)] = (
@@ -325,6 +385,7 @@ def match_blockwise(
                 matcher,
                 first,
                 count,
+                staged,
             )
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[ref_d, sec_d])
     chunks = (plans[0].points, plans[1].points, (fields,))

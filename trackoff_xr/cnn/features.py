@@ -74,20 +74,61 @@ def local_normalise(image: np.ndarray, sigma: float = LCN_SIGMA) -> np.ndarray:
     """
     import cv2
 
-    valid = np.isfinite(image)
-    x = np.where(valid, image, 0.0).astype(np.float64)
-    m = valid.astype(np.float64)
     size = 2 * int(math.ceil(3 * sigma)) + 1
 
     def blur(a: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(a, (size, size), sigma, borderType=cv2.BORDER_CONSTANT)
 
-    weight = np.maximum(blur(m), 1e-12)
-    mean = blur(x) / weight
-    centred = np.where(valid, x - mean, 0.0)
-    var = blur(centred * centred) / weight
-    scale = np.sqrt(var + (1e-6 * np.abs(mean)) ** 2 + 1e-30)
-    return np.where(valid, centred / scale, 0.0).astype(np.float32)
+    # the same arithmetic as the plain formula (training reproduces the
+    # shipped weights bit for bit), done in place: block-sized float64
+    # temporaries cost more to page in than to compute
+    valid = np.isfinite(image)
+    everywhere = bool(valid.all())
+    x = np.asarray(image).astype(np.float64)
+    if everywhere:
+        weight = _weight_of_ones(x.shape, size, sigma)
+    else:
+        x[~valid] = 0.0
+        weight = np.maximum(blur(valid.astype(np.float64)), 1e-12)
+    mean = blur(x)
+    mean /= weight
+    centred = x
+    centred -= mean
+    if not everywhere:
+        centred[~valid] = 0.0
+    var = blur(centred * centred)
+    var /= weight
+    np.abs(mean, out=mean)
+    mean *= 1e-6
+    np.square(mean, out=mean)
+    var += mean
+    var += 1e-30
+    np.sqrt(var, out=var)
+    centred /= var
+    if not everywhere:
+        centred[~valid] = 0.0
+    return centred.astype(np.float32)
+
+
+_WEIGHTS_OF_ONES: dict[tuple, np.ndarray] = {}
+
+
+def _weight_of_ones(shape: tuple[int, ...], size: int, sigma: float) -> np.ndarray:
+    """``max(blur(ones), 1e-12)`` for a block shape, computed once (read-only)."""
+    import cv2
+
+    key = (shape, size, sigma)
+    weight = _WEIGHTS_OF_ONES.get(key)
+    if weight is None:
+        ones = np.ones(shape, dtype=np.float64)
+        weight = np.maximum(
+            cv2.GaussianBlur(ones, (size, size), sigma, borderType=cv2.BORDER_CONSTANT), 1e-12
+        )
+        weight.setflags(write=False)
+        if len(_WEIGHTS_OF_ONES) > 16:
+            _WEIGHTS_OF_ONES.clear()
+        _WEIGHTS_OF_ONES[key] = weight
+    return weight
 
 
 def build_network(layers: Any = LAYERS, blur: float = OUTPUT_BLUR) -> Any:
@@ -129,17 +170,28 @@ def architecture(weights: str | os.PathLike[str]) -> tuple[tuple[tuple[int, int]
 
 
 def _configure_tensorflow() -> None:
+    """Size TensorFlow's pools for running beside dask's threads.
+
+    Each convolution runs on one thread (``TRACKOFF_TF_THREADS``, default 1:
+    dask's threads already run one block per core), but the inter-op pool,
+    which executes the ops of *concurrent* calls, has one thread per core
+    (``TRACKOFF_TF_INTEROP_THREADS``). With a single inter-op thread the
+    network calls of two dask threads were serialised: measured 1.03x from
+    two threads against 1.8x with two inter-op threads.
+    """
     import tensorflow as tf
 
     threads = int(os.environ.get("TRACKOFF_TF_THREADS", "1"))
+    interop = int(os.environ.get("TRACKOFF_TF_INTEROP_THREADS", str(os.cpu_count() or 1)))
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(interop)
     except RuntimeError:  # already initialised in this process: keep its pools
         pass
 
 
 _NETWORKS: dict[str, Any] = {}
+_COMPILED: dict[str, Any] = {}
 #: how many times this process has built a network (tests check it is once)
 LOADS = {"count": 0}
 
@@ -169,14 +221,37 @@ def get_network(weights: str) -> Any:
         network = build_network(*architecture(weights))
         network.load_weights(weights)
         _NETWORKS[weights] = network
+        _COMPILED[weights] = _compile(network)
         LOADS["count"] += 1
         return network
+
+
+def _compile(network: Any) -> Any:
+    """Wrap the network in one TensorFlow graph for any image size (traced once).
+
+    Measured on a 1160 x 1160 block: 0.121 s against 0.174 s calling the
+    Keras model eagerly (XLA, ``jit_compile=True``, took 0.417 s).
+    """
+    import tensorflow as tf
+
+    return tf.function(
+        lambda batch: network(batch, training=False),
+        input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)],
+        reduce_retracing=True,
+    )
+
+
+def run_network(weights: str, normalised: np.ndarray) -> np.ndarray:
+    """Feature channel of one normalised image ``(rows, cols)``, by the compiled network."""
+    get_network(weights)
+    return np.asarray(_COMPILED[weights](normalised[None, :, :, None]))[0, :, :, 0]
 
 
 def clear_networks() -> None:
     """Forget the loaded networks (the next call loads again)."""
     with _lock:
         _NETWORKS.clear()
+        _COMPILED.clear()
 
 
 def model_metadata(weights: str | os.PathLike[str] = DEFAULT_WEIGHTS) -> dict[str, Any]:
@@ -202,9 +277,8 @@ def extract_channels(image: np.ndarray, weights: str) -> np.ndarray:
     """
     import cv2
 
-    network = get_network(weights)
     normalised = local_normalise(image)
     out = np.empty(image.shape + (2,), dtype=np.float32)
-    out[..., 0] = np.asarray(network(normalised[None, :, :, None], training=False))[0, :, :, 0]
+    out[..., 0] = run_network(weights, normalised)
     out[..., 1] = cv2.GaussianBlur(normalised, (0, 0), REFINE_SIGMA)
     return out

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InvalidParameterError
+from ..kernels import WindowLattice
 from ..matchers import MatchResult, correlate_and_refine
 from .features import (
     DEFAULT_WEIGHTS,
@@ -135,16 +136,26 @@ class CNNMatcher:
         """Feature channels of one image block, ``(rows, cols, 2)``, NaN-tolerant."""
         return extract_channels(image, self.weights)
 
-    def __call__(self, templates: np.ndarray, windows: np.ndarray) -> MatchResult:
+    #: the engine may pass :class:`~trackoff_xr.kernels.WindowLattice` batches
+    #: of the feature blocks (read in place) instead of copied arrays
+    accepts_lattices = True
+    #: channels :meth:`transform` makes: the engine computes them once per
+    #: chunk (:func:`~trackoff_xr.blockwise.transform_blockwise`)
+    channels = 2
+
+    def __call__(self, templates: Any, windows: Any) -> MatchResult:
         """Search on the learnt features (channel 0), refine on channel 1."""
+
+        def channel(batch: Any, index: int) -> Any:
+            if isinstance(batch, WindowLattice):
+                return batch.channel(index)
+            return np.ascontiguousarray(np.asarray(batch)[..., index])
+
         dy, dx, peak, surfaces = correlate_and_refine(
-            np.ascontiguousarray(templates[..., 0]),
-            np.ascontiguousarray(windows[..., 0]),
+            channel(templates, 0),
+            channel(windows, 0),
             self.subpixel,
-            refine_on=(
-                np.ascontiguousarray(templates[..., 1]),
-                np.ascontiguousarray(windows[..., 1]),
-            ),
+            refine_on=(channel(templates, 1), channel(windows, 1)),
         )
         _, second = peak_statistics(surfaces)
         coefficients = self._meta.get("calibration") if self.calibrated else None

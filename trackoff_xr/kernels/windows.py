@@ -169,6 +169,15 @@ class WindowLattice:
             f"first={self.first}, image shape={self.image.shape})"
         )
 
+    def channel(self, index: int) -> WindowLattice:
+        """Return the same windows of one channel of the image, made a contiguous 2-D image.
+
+        The channel is copied once (OpenCV needs contiguous rows); the copy
+        is the size of the image block, not of the (overlapping) windows.
+        """
+        image = np.ascontiguousarray(self.image[..., index])
+        return WindowLattice(image, self.first, self.count, self.step, self.size, self.items)
+
     # -- statistics from integral images ---------------------------------------
     def corners(self) -> tuple[np.ndarray, np.ndarray]:
         """Image row and column of each window's top-left corner."""
@@ -187,7 +196,10 @@ class WindowLattice:
         """Flag windows free of NaN and inf (one pass over the image when it has none)."""
         if self.image_is_finite():
             return np.ones(len(self), dtype=bool)
-        return self._box_sums(~np.isfinite(self.image)) == 0
+        bad = ~np.isfinite(self.image)
+        if bad.ndim == 3:  # channels: a pixel is bad if any channel is
+            bad = bad.any(axis=2)
+        return self._box_sums(bad) == 0
 
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mean, standard deviation and finiteness of every window.
