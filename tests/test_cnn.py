@@ -331,3 +331,12 @@ def test_fast_local_normalise_is_bit_identical_to_the_formula(nodata):
         image[100:110, 50:90] = np.nan
     fast, plain = cnn_features.local_normalise(image), _plain_local_normalise(image)
     np.testing.assert_array_equal(fast, plain)
+
+
+def test_compiled_network_with_opencv_blur_equals_the_keras_model():
+    weights = str(cnn_features.DEFAULT_WEIGHTS)
+    network = cnn_features.get_network(weights)
+    rng = np.random.default_rng(0)
+    image = cnn_features.local_normalise(rng.random((150, 170)).astype(np.float32))
+    keras_out = np.asarray(network(image[None, :, :, None], training=False))[0, :, :, 0]
+    np.testing.assert_allclose(cnn_features.run_network(weights, image), keras_out, atol=1e-5)

@@ -196,10 +196,20 @@ class WindowLattice:
         """Flag windows free of NaN and inf (one pass over the image when it has none)."""
         if self.image_is_finite():
             return np.ones(len(self), dtype=bool)
-        bad = ~np.isfinite(self.image)
-        if bad.ndim == 3:  # channels: a pixel is bad if any channel is
-            bad = bad.any(axis=2)
-        return self._box_sums(bad) == 0
+        state = self._image_state
+        if "bad_integral" not in state:
+            import cv2
+
+            image = self.image
+            if image.ndim == 3:  # a pixel is bad if any channel is (an OR per
+                # channel: numpy's any() over a 2-long last axis crawls)
+                bad = ~np.isfinite(image[..., 0])
+                for c in range(1, image.shape[2]):
+                    bad |= ~np.isfinite(image[..., c])
+            else:
+                bad = ~np.isfinite(image)
+            state["bad_integral"] = cv2.integral(bad.view(np.uint8), sdepth=cv2.CV_32S)
+        return self._gather(state["bad_integral"]) == 0
 
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mean, standard deviation and finiteness of every window.
@@ -214,12 +224,9 @@ class WindowLattice:
         if self.image.ndim != 2:
             raise ValueError("stats() needs a single-channel image")
         image = self.image
-        if self.image_is_finite():
-            finite = np.ones(len(self), dtype=bool)
-        else:
-            bad = ~np.isfinite(image)
-            finite = self._box_sums(bad) == 0
-            image = np.where(bad, np.float32(0), image)
+        finite = self.finite()
+        if not self.image_is_finite():
+            image = np.where(np.isfinite(image), image, np.float32(0))
         total, squares = cv2.integral2(image, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
         n = float(self.size * self.size)
         mean = self._gather(total) / n
@@ -234,9 +241,3 @@ class WindowLattice:
         s = self.size
         return integral[r + s, c + s] - integral[r, c + s] - integral[r + s, c] + integral[r, c]
 
-    def _box_sums(self, flags: np.ndarray) -> np.ndarray:
-        """Count of true ``flags`` in every window."""
-        import cv2
-
-        integral = cv2.integral(flags.view(np.uint8), sdepth=cv2.CV_32S)
-        return self._gather(integral)
