@@ -127,13 +127,14 @@ def tiled_surfaces(
         out=centred.reshape(tiles_y, step, tiles_x, step),
     )
     search = np.empty((step + 2 * radius, step + 2 * radius), dtype=np.float32)
+    # the secondary is centred too (sum(u) = 0: the same correlation), or
+    # float32 products of a bright image would swamp the signal
+    sec_offsets = sec_mean.astype(np.float32)[ty, tx].astype(np.float64).tolist()
     with opencv_threads(1):
-        for t, (a, b) in enumerate(zip(ty.tolist(), tx.tolist(), strict=True)):
+        for t, (a, b, offset) in enumerate(zip(ty.tolist(), tx.tolist(), sec_offsets, strict=True)):
             y, x = ty0 + a * step, tx0 + b * step
-            # the secondary is centred too (sum(u) = 0: the same correlation),
-            # or float32 products of a bright image would swamp the signal
             window = sec[y - radius : y + step + radius, x - radius : x + step + radius]
-            cv2.subtract(window, float(np.float32(sec_mean[a, b])), dst=search)
+            cv2.subtract(window, offset, dst=search)
             tile = centred[a * step : (a + 1) * step, b * step : (b + 1) * step]
             cv2.matchTemplate(search, tile, cv2.TM_CCORR, result=corr[t])
 

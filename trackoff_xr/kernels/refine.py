@@ -233,7 +233,11 @@ def _refine_batch(
     inner = size - 2 * b
     k = inner * inner
     tmpl = work.templates[:m]
-    tmpl[...] = np.asarray(templates[items])
+    if isinstance(templates, np.ndarray):
+        tmpl[...] = templates[items]
+    else:  # views of a lattice, copied straight into the buffer
+        for j, item in enumerate(items.tolist()):
+            tmpl[j] = templates[item]
     # basis[:, 0]: the normalised template core; [:, 1], [:, 2]: its row and
     # column gradients (central differences; the outer _BORDER pixels are out)
     basis = work.basis[:m]

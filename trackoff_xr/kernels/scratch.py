@@ -12,6 +12,7 @@ shape asked for. Contents are undefined.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -39,7 +40,7 @@ def scratch(name: str, shape: tuple[int, ...], dtype: Any = np.float64) -> np.nd
     (True, (2, 2))
     """
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)
     nbytes = size * dtype.itemsize
     if nbytes > MAX_KEPT_BYTES:
         return np.empty(shape, dtype)

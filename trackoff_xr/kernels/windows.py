@@ -116,12 +116,15 @@ class WindowLattice:
         size: int,
         items: np.ndarray | None = None,
         _image_state: dict | None = None,
+        _view: np.ndarray | None = None,
     ) -> None:
         self.image = image
         # facts about the whole image, shared with the lattice's subsets
         self._image_state = {} if _image_state is None else _image_state
         self.first, self.count, self.step, self.size = tuple(first), tuple(count), step, size
-        self._view = _lattice_view(image, self.first, self.count, step, size)
+        if _view is None:
+            _view = _lattice_view(image, self.first, self.count, step, size)
+        self._view = _view
         total = self.count[0] * self.count[1]
         self.items = np.arange(total) if items is None else np.asarray(items, dtype=np.intp)
 
@@ -156,6 +159,7 @@ class WindowLattice:
             self.size,
             self.items[key],
             self._image_state,
+            self._view,
         )
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -240,4 +244,3 @@ class WindowLattice:
         r, c = self.corners()
         s = self.size
         return integral[r + s, c + s] - integral[r, c + s] - integral[r + s, c] + integral[r, c]
-
