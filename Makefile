@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ncc.py
 	$(BIN)/python benchmarks/bench_cnn.py
+	$(BIN)/python benchmarks/bench_memory.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check trackoff_xr tests benchmarks examples

@@ -1,11 +1,16 @@
 """Zero-normalised cross-correlation (ZNCC) surfaces.
 
-OpenCV's ``matchTemplate`` with ``TM_CCOEFF_NORMED`` computes exactly the
-ZNCC of a template against every position of a search window. Measured on
-this project's 2-core machine for 64 px templates in 96 px windows it ran at
-~14,000 windows/s against ~500/s for a batched numpy FFT formulation with the
-same result (max difference 2e-7), so the kernel loops over OpenCV calls,
-which release the GIL and therefore parallelise across dask threads.
+Two ways, the same numbers:
+
+* on a dense grid whose templates overlap in whole tiles (``P = q * S``),
+  the correlation is shared between templates tile by tile
+  (:mod:`trackoff_xr.kernels.ncc_tiled`): about half the work;
+* otherwise OpenCV's ``matchTemplate`` with ``TM_CCOEFF_NORMED`` per window
+  (measured ~14,000 windows/s for 64 px templates in 96 px windows, against
+  ~500/s for a batched numpy FFT formulation with the same result).
+
+OpenCV calls release the GIL, so blocks run in parallel on dask's threads;
+OpenCV's own pool is held at one thread meanwhile (:mod:`.threads`).
 """
 
 from __future__ import annotations
