@@ -308,6 +308,11 @@ def match_blockwise(
     inputs are never rechunked and no overlap copies are made: the graph
     has one task per output block on top of the inputs' own.
 
+    A matcher with a block ``transform`` and a ``channels`` attribute has
+    its features computed first, once per input chunk
+    (:func:`transform_blockwise`); one with a ``transform`` only gets each
+    block transformed, with ``matcher.context`` more pixels of halo.
+
     Parameters
     ----------
     ref, sec : numpy or dask array, shape (rows, cols)
