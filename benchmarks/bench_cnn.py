@@ -76,7 +76,7 @@ def accuracy(size: int = 1024, cases=CASES) -> list[dict]:
     return rows
 
 
-def speed(size: int = 4096, chunks: int = 1024, rounds: int = 3) -> dict:
+def speed(size: int = 4096, chunks: int = 1024, rounds: int = 5) -> dict:
     """Points/s of both methods through offsets() on one generated pair.
 
     Rounds alternate the two methods (a slow spell of a shared machine hits

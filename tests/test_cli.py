@@ -210,3 +210,30 @@ def test_run_adds_velocity_when_days_and_pixel_size_are_given(glacier_files, tmp
     assert got.v.attrs["units"] == "meter/year"
     proc = trackoff("run", *glacier_files, "--out", tmp_path / "w.zarr", "--days", "12")
     assert proc.returncode == 2 and "pixel" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_run_on_a_local_distributed_cluster(glacier_files, tmp_path):
+    out = tmp_path / "d.zarr"
+    proc = trackoff(
+        "run",
+        *glacier_files,
+        "--out",
+        out,
+        "--scheduler",
+        "distributed",
+        "--workers",
+        "2",
+        "--spacing",
+        "64",
+        "--method",
+        "ncc",
+    )
+    assert proc.returncode == 0, proc.stderr
+    ref = trackoff_xr.open_image(glacier_files[0])
+    sec = trackoff_xr.open_image(glacier_files[1])
+    expected = filter_offsets(trackoff_xr.offsets(ref, sec, spacing=64, method="ncc")).compute()
+    got = xr.open_zarr(out).compute()
+    np.testing.assert_array_equal(got.dx.values, expected.dx.values)
+    np.testing.assert_array_equal(got.valid.values, expected.valid.values)
+    assert "valid:" in proc.stdout
+    assert sorted(p.name for p in out.parent.iterdir()) == ["d.zarr"]  # nothing left behind
