@@ -67,6 +67,17 @@ def test_run_matches_python_api(glacier_files, glacier_run):
     assert "valid:" in proc.stdout and "100% Completed" in proc.stderr
 
 
+def _run_and_python_api(glacier_files, out):
+    """Check a `trackoff run --spacing 64 --method ncc` store against the Python API."""
+    ref = trackoff_xr.open_image(glacier_files[0])
+    sec = trackoff_xr.open_image(glacier_files[1])
+    expected = filter_offsets(trackoff_xr.offsets(ref, sec, spacing=64, method="ncc")).compute()
+    got = xr.open_zarr(out).compute()
+    np.testing.assert_array_equal(got.dx.values, expected.dx.values)
+    np.testing.assert_array_equal(got.valid.values, expected.valid.values)
+    return got, expected
+
+
 def test_run_with_filter_equals_filter_offsets(glacier_files, tmp_path):
     out = tmp_path / "f.zarr"
     proc = trackoff(
@@ -88,12 +99,7 @@ def test_run_with_filter_equals_filter_offsets(glacier_files, tmp_path):
     # quiet: no summary, no progress bar (worker processes may still print the
     # NotGeoreferencedWarning that io.open_image silences only in the parent process)
     assert proc.stdout == "" and "Completed" not in proc.stderr
-    ref = trackoff_xr.open_image(glacier_files[0])
-    sec = trackoff_xr.open_image(glacier_files[1])
-    expected = filter_offsets(trackoff_xr.offsets(ref, sec, spacing=64, method="ncc")).compute()
-    got = xr.open_zarr(out).compute()
-    np.testing.assert_array_equal(got.dx.values, expected.dx.values)
-    np.testing.assert_array_equal(got.valid.values, expected.valid.values)
+    got, expected = _run_and_python_api(glacier_files, out)
     assert got.attrs["filters"] == expected.attrs["filters"]
 
 
@@ -229,11 +235,6 @@ def test_run_on_a_local_distributed_cluster(glacier_files, tmp_path):
         "ncc",
     )
     assert proc.returncode == 0, proc.stderr
-    ref = trackoff_xr.open_image(glacier_files[0])
-    sec = trackoff_xr.open_image(glacier_files[1])
-    expected = filter_offsets(trackoff_xr.offsets(ref, sec, spacing=64, method="ncc")).compute()
-    got = xr.open_zarr(out).compute()
-    np.testing.assert_array_equal(got.dx.values, expected.dx.values)
-    np.testing.assert_array_equal(got.valid.values, expected.valid.values)
+    _run_and_python_api(glacier_files, out)
     assert "valid:" in proc.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == ["d.zarr"]  # nothing left behind
