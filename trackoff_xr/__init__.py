@@ -15,12 +15,27 @@ from importlib.metadata import PackageNotFoundError, version
 from . import accessor as _accessor  # noqa: F401  (registers .trackoff)
 from .classifier.filter import filter_probability
 from .exceptions import (
+    AuthenticationError,
+    CalibrationNotAvailableError,
+    CoordinateError,
     DimensionError,
+    DownloadError,
     GridMismatchError,
+    ImageDTypeError,
     ImageReadError,
     ImageTooSmallError,
+    IncompleteStoreError,
     InvalidParameterError,
     MethodNotAvailableError,
+    MissingCredentialsError,
+    MissingMetadataError,
+    NetworkError,
+    NotASafeProductError,
+    OutputExistsError,
+    OutputLocationError,
+    PolarisationError,
+    PolarisationMismatchWarning,
+    ProtectedOutputError,
     TrackOffError,
     UnknownMethodError,
 )
@@ -28,25 +43,10 @@ from .filters import fill_gaps, filter_median, filter_offsets, filter_score, fil
 from .grid import GridSpec
 from .io import open_image
 from .matchers import available_methods, get_matcher, register_matcher
-from .sentinel1 import (
-    CalibrationNotAvailableError,
-    NotASafeProductError,
-    PolarisationError,
-    PolarisationMismatchWarning,
-    check_s1_pair,
-    open_safe,
-)
+from .sentinel1 import check_s1_pair, open_safe
 from .tracking import offsets
-from .velocity import MissingMetadataError, pair_metadata, velocity
-from .writers import (
-    IncompleteStoreError,
-    OutputExistsError,
-    append_pair,
-    open_zarr,
-    to_csv,
-    to_geotiff,
-    to_zarr,
-)
+from .velocity import pair_metadata, velocity
+from .writers import append_pair, open_zarr, to_csv, to_geotiff, to_zarr
 
 try:
     __version__ = version("trackoff_xr")
@@ -54,26 +54,34 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "AuthenticationError",
     "CalibrationNotAvailableError",
+    "CoordinateError",
     "DimensionError",
+    "DownloadError",
     "GridMismatchError",
     "GridSpec",
+    "ImageDTypeError",
     "ImageReadError",
     "ImageTooSmallError",
     "IncompleteStoreError",
     "InvalidParameterError",
     "MethodNotAvailableError",
+    "MissingCredentialsError",
     "MissingMetadataError",
+    "NetworkError",
     "NotASafeProductError",
     "OutputExistsError",
+    "OutputLocationError",
     "PolarisationError",
     "PolarisationMismatchWarning",
+    "ProtectedOutputError",
     "TrackOffError",
     "UnknownMethodError",
     "__version__",
     "append_pair",
-    "check_s1_pair",
     "available_methods",
+    "check_s1_pair",
     "fill_gaps",
     "filter_median",
     "filter_offsets",

@@ -29,7 +29,15 @@ from typing import Any
 
 import pandas as pd
 
-from .exceptions import InvalidParameterError, MethodNotAvailableError, TrackOffError
+from .exceptions import (  # noqa: F401
+    AuthenticationError,
+    DownloadError,
+    InvalidParameterError,
+    MethodNotAvailableError,
+    MissingCredentialsError,
+    NetworkError,
+    TrackOffError,
+)
 
 __all__ = [
     "AuthenticationError",
@@ -50,20 +58,8 @@ EDL_HOST = "urs.earthdata.nasa.gov"
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
-class AuthenticationError(TrackOffError, PermissionError):
-    """Earthdata Login refused the credentials (or none were found)."""
 
 
-class MissingCredentialsError(AuthenticationError):
-    """No Earthdata Login credentials were given or found."""
-
-
-class NetworkError(TrackOffError, ConnectionError):
-    """ASF could not be reached, or kept failing after the retries."""
-
-
-class DownloadError(NetworkError):
-    """A file was downloaded but is incomplete or corrupt."""
 
 
 def _asf() -> Any:

@@ -57,7 +57,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .exceptions import GridMismatchError, ImageReadError, InvalidParameterError, TrackOffError
+from .exceptions import (  # noqa: F401  (re-exported)
+    CalibrationNotAvailableError,
+    GridMismatchError,
+    ImageReadError,
+    InvalidParameterError,
+    NotASafeProductError,
+    PolarisationError,
+    PolarisationMismatchWarning,
+    TrackOffError,
+)
 
 __all__ = [
     "CalibrationNotAvailableError",
@@ -72,20 +81,8 @@ __all__ = [
 CALIBRATIONS = ("amplitude", "sigma0", "sigma0_db")
 
 
-class NotASafeProductError(ImageReadError):
-    """The path is not a Sentinel-1 ``.SAFE`` folder or ``.zip`` of one."""
 
 
-class PolarisationError(TrackOffError, ValueError):
-    """The product has no measurement for the requested polarisation."""
-
-
-class CalibrationNotAvailableError(TrackOffError, ValueError):
-    """A calibrated image was asked for but the product holds no calibration LUT."""
-
-
-class PolarisationMismatchWarning(UserWarning):
-    """Two Sentinel-1 images of a pair have different polarisations."""
 
 
 class _Product:

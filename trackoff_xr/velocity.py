@@ -45,7 +45,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .exceptions import DimensionError, InvalidParameterError, TrackOffError
+from .exceptions import (
+    DimensionError,
+    InvalidParameterError,
+    MissingMetadataError,  # noqa: F401  (re-exported)
+    )
 
 __all__ = [
     "DAYS_PER_YEAR",
@@ -74,9 +78,6 @@ _STANDARD_NAMES = {
     "v": "land_ice_surface_velocity",
 }
 
-
-class MissingMetadataError(TrackOffError, ValueError):
-    """A pixel size or a time span is needed but could not be found."""
 
 
 def acquisition_time(image: xr.DataArray | dict[str, Any]) -> np.datetime64 | None:

@@ -35,7 +35,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .exceptions import GridMismatchError, InvalidParameterError, TrackOffError
+from .exceptions import (  # noqa: F401
+    GridMismatchError,
+    IncompleteStoreError,
+    InvalidParameterError,
+    OutputExistsError,
+    TrackOffError,
+)
 
 __all__ = [
     "COMPLETE_ATTR",
@@ -58,12 +64,6 @@ _TIME_ENCODING = {"units": "microseconds since 1970-01-01", "dtype": "int64"}
 _PAIR_TIMES = ("acquisition_date_img1", "acquisition_date_img2")
 
 
-class OutputExistsError(TrackOffError, FileExistsError):
-    """The output already exists and the write mode does not allow replacing it."""
-
-
-class IncompleteStoreError(TrackOffError, OSError):
-    """A Zarr store was not completely written (its write was interrupted)."""
 
 
 def _is_local(store: Any) -> bool:
