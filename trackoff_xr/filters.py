@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from .exceptions import InvalidParameterError
+from .schema import attrs_for, measured_variables, reject, valid_mask
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
@@ -45,8 +46,6 @@ __all__ = [
 #: Default score threshold of :func:`filter_offsets` (see its docstring).
 DEFAULT_MIN_SCORE = 0.1
 
-_OFFSET_VARS = ("dx", "dy", "vx", "vy", "v")
-_FLOW_VARS = ("dx", "dy", "vx", "vy", "v")
 
 
 # --------------------------------------------------------------------------
@@ -256,10 +255,7 @@ def _is_dask(a: Any) -> bool:
 
 
 def _valid(ds: xr.Dataset) -> xr.DataArray:
-    finite = np.isfinite(ds["dx"]) & np.isfinite(ds["dy"])
-    if "valid" in ds:
-        return ds["valid"].astype(bool) & finite
-    return finite
+    return valid_mask(ds)
 
 
 def _check_dataset(ds: Any, func: str) -> None:
@@ -274,22 +270,8 @@ def _check_dataset(ds: Any, func: str) -> None:
 
 
 def _apply(ds: xr.Dataset, keep: xr.DataArray, description: str) -> xr.Dataset:
-    """Narrow ``valid`` by ``keep``, blank rejected offsets, record ``description``."""
-    out = ds.copy()
-    valid = _valid(ds) & keep.fillna(False).astype(bool)
-    attrs = (
-        dict(ds["valid"].attrs)
-        if "valid" in ds
-        else {
-            "long_name": "point has a finite offset and passed every filter applied",
-            "flag_values": "0 1",
-            "flag_meanings": "rejected valid",
-        }
-    )
-    out["valid"] = valid.assign_attrs(attrs)
-    for name in _OFFSET_VARS:
-        if name in ds:
-            out[name] = ds[name].where(valid)
+    """Reject the points outside ``keep`` (:func:`~trackoff_xr.schema.reject`), record it."""
+    out = reject(ds, keep)
     out.attrs = _with_filter(ds.attrs, description)
     return out
 
@@ -531,7 +513,7 @@ def fill_gaps(ds: xr.Dataset, max_gap: int = 1) -> xr.Dataset:
         )
     valid = _valid(ds)
     dims = ds["dx"].dims
-    names = [n for n in _FLOW_VARS if n in ds]
+    names = measured_variables(ds)
     fields = [ds[n].where(valid).transpose(*dims).astype(np.float32) for n in names]
     if "score" in ds:
         measured = np.isfinite(ds["score"]).transpose(*dims)
@@ -555,12 +537,8 @@ def fill_gaps(ds: xr.Dataset, max_gap: int = 1) -> xr.Dataset:
         out[name] = xr.DataArray(
             result, dims=dims, coords=ds[name].coords, attrs=ds[name].attrs
         ).astype(ds[name].dtype)
-    out["valid"] = (valid | (interp > 0)).assign_attrs(ds["valid"].attrs if "valid" in ds else {})
-    out["interp_mask"] = interp.assign_attrs(
-        long_name="point was interpolated, not measured",
-        flag_values="0 1",
-        flag_meanings="measured interpolated",
-    )
+    out["valid"] = (valid | (interp > 0)).assign_attrs(attrs_for("valid"))
+    out["interp_mask"] = interp.assign_attrs(attrs_for("interp_mask"))
     out.attrs = _with_filter(ds.attrs, f"gaps of <= {max_gap} point(s) interpolated")
     return out
 

@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from .exceptions import InvalidParameterError
+from .schema import valid_mask
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -61,10 +62,7 @@ def _check(ds: Any, func: str) -> xr.Dataset:
 
 
 def _valid(ds: xr.Dataset) -> np.ndarray:
-    finite = np.isfinite(ds["dx"].values) & np.isfinite(ds["dy"].values)
-    if "valid" in ds:
-        finite &= ds["valid"].values.astype(bool)
-    return finite
+    return np.asarray(valid_mask(ds).values)
 
 
 def _magnitude(ds: xr.Dataset) -> tuple[np.ndarray, str]:

@@ -15,36 +15,11 @@ import xarray as xr
 from .blockwise import match_blockwise, output_fields
 from .grid import GridSpec
 from .matchers import get_matcher
+from .schema import attrs_for, valid_mask
 from .validation import check_image, check_pair
 from .velocity import pair_metadata
 
 __all__ = ["offsets"]
-
-_VARIABLE_ATTRS: dict[str, dict[str, str]] = {
-    "dx": {
-        "long_name": "offset along columns (x), reference to secondary",
-        "units": "pixel",
-        "description": (
-            "a feature at column x of the reference is at column x + dx of the secondary"
-        ),
-    },
-    "dy": {
-        "long_name": "offset along rows (y), reference to secondary",
-        "units": "pixel",
-        "description": "a feature at row y of the reference is at row y + dy of the secondary",
-    },
-    "score": {
-        "long_name": "match quality",
-        "units": "1",
-        "valid_range": "0 1",
-    },
-    "valid": {
-        "long_name": "point has a finite offset and passed every filter applied",
-        "flag_values": "0 1",
-        "flag_meanings": "rejected valid",
-    },
-}
-
 
 def _axis_coordinate(image: xr.DataArray, dim: Any) -> np.ndarray:
     if dim in image.coords:
@@ -141,19 +116,16 @@ def offsets(
         coords["spatial_ref"] = spatial_ref
 
     extra_attrs = getattr(matcher, "output_attrs", {})
-    data_vars = {
-        name: (
-            ("y", "x"),
-            fields[..., k],
-            dict(_VARIABLE_ATTRS.get(name, extra_attrs.get(name, {}))),
-        )
-        for k, name in enumerate(output_fields(matcher))
-    }
+    grid_mapping = {"grid_mapping": "spatial_ref"} if spatial_ref is not None else {}
+    data_vars = {}
+    for k, name in enumerate(output_fields(matcher)):
+        values = fields[..., k]
+        if name == "peak_at_edge":  # a flag: 1 where the peak lay on the window border
+            values = values == 1
+        attrs = attrs_for(name, **extra_attrs.get(name, {}), **grid_mapping)
+        data_vars[name] = (("y", "x"), values, attrs)
     ds = xr.Dataset(data_vars, coords=coords)
-    ds["valid"] = (np.isfinite(ds.dx) & np.isfinite(ds.dy)).assign_attrs(_VARIABLE_ATTRS["valid"])
-    if spatial_ref is not None:
-        for name in ("dx", "dy", "score"):
-            ds[name].attrs["grid_mapping"] = "spatial_ref"
+    ds["valid"] = valid_mask(ds).assign_attrs(attrs_for("valid", **grid_mapping))
     ds.attrs.update(_attributes(grid, matcher, ref, sec))
     return ds if lazy else ds.compute()
 

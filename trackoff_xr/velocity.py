@@ -49,7 +49,8 @@ from .exceptions import (
     DimensionError,
     InvalidParameterError,
     MissingMetadataError,  # noqa: F401  (re-exported)
-    )
+)
+from .schema import attrs_for
 
 __all__ = [
     "DAYS_PER_YEAR",
@@ -71,13 +72,6 @@ _TIME_ATTRS = (
     "datetime",
     "TIFFTAG_DATETIME_ACQUISITION",
 )
-
-_STANDARD_NAMES = {
-    "vx": "land_ice_surface_x_velocity",
-    "vy": "land_ice_surface_y_velocity",
-    "v": "land_ice_surface_velocity",
-}
-
 
 
 def acquisition_time(image: xr.DataArray | dict[str, Any]) -> np.datetime64 | None:
@@ -408,42 +402,22 @@ def velocity(
 
     out = ds.copy()
     grid = {"grid_mapping": "spatial_ref"} if "spatial_ref" in ds.coords else {}
-    out["dx_m"] = (ds.dx * abs(size_x)).assign_attrs(
-        long_name="offset along columns (x) in metres", units="meter", **grid
-    )
-    out["dy_m"] = (ds.dy * abs(size_y)).assign_attrs(
-        long_name="offset along rows (y) in metres, positive down the rows",
-        units="meter",
-        **grid,
-    )
-    if geometry == "radar":
+    if geometry == "radar":  # neither axis is east or north: honest names
         first, second = "v_range", "v_azimuth"
-        out[first] = (ds.dx * (abs(size_x) / years)).assign_attrs(
-            long_name="velocity along ground range (toward far range)", units="meter/year"
-        )
-        out[second] = (ds.dy * (abs(size_y) / years)).assign_attrs(
-            long_name="velocity along azimuth (flight direction)", units="meter/year"
-        )
-    else:
+        scale_x, scale_y = abs(size_x), abs(size_y)
+    else:  # map axes: signed pixel sizes turn rows into northings
         first, second = "vx", "vy"
-        out[first] = (ds.dx * (size_x / years)).assign_attrs(
-            standard_name=_STANDARD_NAMES["vx"],
-            long_name="velocity component in x direction",
-            units="meter/year",
-            **grid,
-        )
-        out[second] = (ds.dy * (size_y / years)).assign_attrs(
-            standard_name=_STANDARD_NAMES["vy"],
-            long_name="velocity component in y direction",
-            units="meter/year",
-            **grid,
-        )
-    out["v"] = np.hypot(out[first], out[second]).assign_attrs(
-        standard_name=_STANDARD_NAMES["v"],
-        long_name="velocity magnitude",
-        units="meter/year",
-        **grid,
-    )
+        scale_x, scale_y = size_x, size_y
+    derived = {
+        "dx_m": ds.dx * abs(size_x),
+        "dy_m": ds.dy * abs(size_y),
+        first: ds.dx * (scale_x / years),
+        second: ds.dy * (scale_y / years),
+    }
+    derived["v"] = np.hypot(derived[first], derived[second])
+    for name, values in derived.items():
+        values.attrs = attrs_for(name, **grid)  # nothing inherited from dx or dy
+        out[name] = values
     attrs: dict[str, Any] = {"geometry": geometry, "date_dt": dt, "days_per_year": DAYS_PER_YEAR}
     if geometry == "radar":
         attrs.update(range_pixel_spacing=abs(size_x), azimuth_pixel_spacing=abs(size_y))
