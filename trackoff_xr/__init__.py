@@ -43,6 +43,7 @@ from .filters import fill_gaps, filter_median, filter_offsets, filter_score, fil
 from .grid import GridSpec
 from .io import open_image
 from .matchers import available_methods, get_matcher, register_matcher
+from .options import get_options, set_options
 from .sentinel1 import check_s1_pair, open_safe
 from .tracking import offsets
 from .velocity import pair_metadata, velocity
@@ -89,12 +90,14 @@ __all__ = [
     "filter_score",
     "filter_velocity",
     "get_matcher",
+    "get_options",
     "offsets",
     "open_image",
     "open_safe",
     "open_zarr",
     "pair_metadata",
     "register_matcher",
+    "set_options",
     "to_csv",
     "to_geotiff",
     "to_zarr",

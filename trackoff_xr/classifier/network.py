@@ -12,15 +12,13 @@ Python step per batch) serves the whole group.
 
 Training is a plain functional loop (parameters in, parameters out) with
 Adam, compiled once per shape with ``tf.function`` and reused across dask
-blocks. TensorFlow is imported only here, lazily; its thread pools are
-sized by ``TRACKOFF_TF_THREADS`` (default 1: dask already runs one block
-per core).
+blocks. TensorFlow is imported lazily, through :mod:`trackoff_xr.tf_runtime`,
+which sizes its thread pools from :func:`trackoff_xr.set_options`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError, MethodNotAvailableError
+from ..exceptions import InvalidParameterError
+from ..tf_runtime import tensorflow
 
 __all__ = ["ALEXNET", "SMALL", "NetworkSpec", "TrainedTiles", "predict", "resolve_layers",
            "train_tiles"]
@@ -142,22 +141,6 @@ class NetworkSpec:
                 raise InvalidParameterError(f"{name}={value!r} is not an integer >= 1")
 
 
-def _configure_tensorflow() -> Any:
-    try:
-        import tensorflow as tf
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MethodNotAvailableError(
-            "method='classifier' needs TensorFlow, which is not installed; install it with "
-            "'pip install tensorflow-cpu' (or 'tensorflow'), or use method='ncc'") from exc
-    threads = int(os.environ.get("TRACKOFF_TF_THREADS", "1"))
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # already initialised in this process: keep its pools
-        pass
-    return tf
-
-
 # --------------------------------------------------------------------------
 # parameters (numpy; shapes for T tiles)
 # --------------------------------------------------------------------------
@@ -234,7 +217,7 @@ def _needs_xla(layers: tuple[tuple[Any, ...], ...], tiles: int) -> bool:
 @lru_cache(maxsize=16)
 def _functions(layers: tuple[tuple[Any, ...], ...], normalise: str, tiles: int,
                classes: int, patch: int, lr: float) -> tuple[Any, Any, Any]:
-    tf = _configure_tensorflow()
+    tf = tensorflow("classifier")
     jit = _needs_xla(layers, tiles)
 
     def prepare(x: Any) -> Any:

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from ..tf_runtime import tensorflow
+
 __all__ = [
     "CONTEXT",
     "DEFAULT_WEIGHTS",
@@ -169,60 +171,26 @@ def architecture(weights: str | os.PathLike[str]) -> tuple[tuple[tuple[int, int]
     return layers, float(arch.get("output_blur", OUTPUT_BLUR if "layers" not in arch else 0.0))
 
 
-def _configure_tensorflow() -> None:
-    """Size TensorFlow's pools for running beside dask's threads.
-
-    Each convolution runs on one thread (``TRACKOFF_TF_THREADS``, default 1:
-    dask's threads already run one block per core), but the inter-op pool,
-    which executes the ops of *concurrent* calls, has one thread per core
-    (``TRACKOFF_TF_INTEROP_THREADS``). With a single inter-op thread the
-    network calls of two dask threads were serialised: measured 1.03x from
-    two threads against 1.8x with two inter-op threads.
-    """
-    import tensorflow as tf
-
-    threads = int(os.environ.get("TRACKOFF_TF_THREADS", "1"))
-    interop = int(os.environ.get("TRACKOFF_TF_INTEROP_THREADS", str(os.cpu_count() or 1)))
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(interop)
-    except RuntimeError:  # already initialised in this process: keep its pools
-        pass
-
-
 _NETWORKS: dict[str, Any] = {}
 _COMPILED: dict[str, Any] = {}
-#: how many times this process has built a network (tests check it is once)
-LOADS = {"count": 0}
 
 
 def get_network(weights: str) -> Any:
     """Build the network and load ``weights`` once per process, then reuse it.
 
     Thread-safe: dask's threads asking at the same time wait for one load.
-    TensorFlow's thread pools are sized by ``TRACKOFF_TF_THREADS`` (default
-    1): dask's threads already run one block per core, and one TensorFlow
-    pool per core on top would oversubscribe it.
+    TensorFlow's thread pools are sized by :func:`trackoff_xr.set_options`
+    (:mod:`trackoff_xr.tf_runtime`).
     """
     with _lock:
         network = _NETWORKS.get(weights)
         if network is not None:
             return network
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            from ..exceptions import MethodNotAvailableError
-
-            raise MethodNotAvailableError(
-                "method='cnn' needs TensorFlow, which is not installed; install it with "
-                "pip install 'trackoff_xr[cnn]', or use method='ncc'"
-            ) from exc
-        _configure_tensorflow()
+        tensorflow("cnn")  # imported and configured once per process
         network = build_network(*architecture(weights))
         network.load_weights(weights)
         _NETWORKS[weights] = network
         _COMPILED[weights] = _compile(network)
-        LOADS["count"] += 1
         return network
 
 
