@@ -9,7 +9,17 @@ fraction of points off by more than 1 px, and, for the CNN, the fraction off
 by more than 1 px among points it scores >= 0.5. Speed: points/s through
 ``offsets()`` on a 4096 x 4096 pair (P=64, S=32, R=16), both methods.
 
-Run: ``make bench`` or ``python benchmarks/bench_cnn.py [--quick]``.
+Real texture (``--only real``, part of every full run): pairs made from the
+real Sentinel-1 amplitude in ``../shared/data`` (and the cat photograph as a
+natural-image control), moved by known affine, glacier-band and smooth fields
+with speckle in one or both images and 8-bit saturation
+(``benchmarks/real_texture.py``; evaluation only, never trained on). Reported
+for the plain OpenCV loop, ``ncc`` and ``cnn`` in one run: RMSE and > 1 px
+outliers over the points returned, coverage, and after ``filter_offsets`` the
+share of points kept and the outliers among them; then points/s of all three
+on a 4096 x 4096 real-texture pair.
+
+Run: ``make bench`` or ``python benchmarks/bench_cnn.py [--quick] [--only real]``.
 """
 
 from __future__ import annotations
@@ -19,6 +29,13 @@ import json
 import time
 
 import numpy as np
+
+try:  # run as a script (python benchmarks/bench_cnn.py) or imported as benchmarks.bench_cnn
+    from . import real_texture
+    from .bench_ncc import plain_opencv_loop
+except ImportError:
+    import real_texture  # type: ignore[no-redef]
+    from bench_ncc import plain_opencv_loop  # type: ignore[no-redef]
 
 CASES = [
     # name, looks, beta, contrast, seed, field
@@ -110,19 +127,135 @@ def speed(size: int = 4096, chunks: int = 1024, rounds: int = 5) -> dict:
     return out
 
 
+GRID = {"patch_size": 64, "spacing": 32, "search_radius": 16}
+
+
+def _errors(dy, dx, truth_dy, truth_dx, keep):
+    """RMSE and > 1 px fraction over the points in ``keep`` (NaN offsets count as missing)."""
+    err = np.hypot(dy - truth_dy, dx - truth_dx)[keep]
+    err = err[np.isfinite(err)]
+    if not err.size:
+        return float("nan"), float("nan")
+    return float(np.sqrt(np.mean(err**2))), float(np.mean(err > 1))
+
+
+def real_accuracy(cases=None, quick: bool = False) -> list[dict]:
+    """The plain OpenCV loop, ``ncc`` and ``cnn`` on every real-texture case."""
+    import trackoff_xr
+    from trackoff_xr.synthetic import truth_at_points
+
+    grid = trackoff_xr.GridSpec(GRID["patch_size"], GRID["spacing"], GRID["search_radius"])
+    rows = []
+    for case in cases or real_texture.CASES:
+        ref, sec, truth = real_texture.make_pair(case)
+        if quick:
+            ref, sec, truth = (a.isel(y=slice(0, 512), x=slice(0, 512)) for a in (ref, sec, truth))
+        fits = np.ix_(grid.window_fits(ref.shape[0]), grid.window_fits(ref.shape[1]))
+        row: dict = {"case": case.name, "secondary_only": case.secondary_only}
+        expected = None
+        for method in ("ncc", "cnn"):
+            ds = trackoff_xr.offsets(ref.chunk(512), sec.chunk(512), method=method, **GRID)
+            ds = ds.compute()
+            if expected is None:
+                expected = truth_at_points(truth, ds)
+                t_dy, t_dx = expected.dy.values[fits], expected.dx.values[fits]
+            dy, dx = ds.dy.values[fits], ds.dx.values[fits]
+            returned = np.isfinite(dy) & np.isfinite(dx)
+            row[f"{method}_rmse_px"], row[f"{method}_gt1px"] = _errors(
+                dy, dx, t_dy, t_dx, returned
+            )
+            row[f"{method}_coverage"] = float(returned.mean())
+            kept = trackoff_xr.filter_offsets(ds).valid.values[fits]
+            row[f"{method}_kept"] = float(kept.mean())
+            row[f"{method}_gt1px_among_kept"] = _errors(dy, dx, t_dy, t_dx, kept)[1]
+            if method == "cnn":
+                confident = returned & (ds.score.values[fits] >= 0.5)
+                row["cnn_gt1px_among_score_ge_0.5"] = _errors(dy, dx, t_dy, t_dx, confident)[1]
+                row["cnn_score_ge_0.5_fraction"] = float(confident.mean())
+        loop_dy, loop_dx, _ = plain_opencv_loop(
+            ref.values, sec.values, GRID["patch_size"], GRID["spacing"], GRID["search_radius"]
+        )
+        everywhere = np.ones(loop_dy.shape, bool)
+        row["loop_rmse_px"], row["loop_gt1px"] = _errors(loop_dy, loop_dx, t_dy, t_dx, everywhere)
+        row["cnn_rmse_over_loop"] = row["cnn_rmse_px"] / row["loop_rmse_px"]
+        row["cnn_gt1px_over_ncc"] = row["cnn_gt1px"] / max(row["ncc_gt1px"], 1e-9)
+        rows.append(row)
+    return rows
+
+
+def real_speed(size: int = 4096, chunks: int = 1024, rounds: int = 3) -> dict:
+    """Points/s of the plain loop, ``ncc`` and ``cnn`` on one real-texture pair, interleaved."""
+    import trackoff_xr
+
+    ref, sec = real_texture.tiled_scene(size, looks=4.0, shift=(-4.37, 6.81), seed=950)
+    grid = trackoff_xr.GridSpec(GRID["patch_size"], GRID["spacing"], GRID["search_radius"])
+    points = int(grid.window_fits(size).sum()) ** 2
+    ref_np, sec_np = ref.values, sec.values
+
+    def loop() -> None:
+        plain_opencv_loop(ref_np, sec_np, *GRID.values())
+
+    def method(name: str):
+        def job() -> None:
+            trackoff_xr.offsets(ref.chunk(chunks), sec.chunk(chunks), method=name, **GRID).compute()
+
+        return job
+
+    jobs = {"loop": loop, "ncc": method("ncc"), "cnn": method("cnn")}
+    best = dict.fromkeys(jobs, np.inf)
+    for round_ in range(rounds + 1):  # round 0 warms up
+        for name, job in jobs.items():
+            t0 = time.perf_counter()
+            job()
+            if round_:
+                best[name] = min(best[name], time.perf_counter() - t0)
+    out: dict = {"size": size, "points": points, "rounds": rounds}
+    for name, elapsed in best.items():
+        out[f"{name}_points_per_s"] = points / elapsed
+    out["ncc_over_loop"] = out["ncc_points_per_s"] / out["loop_points_per_s"]
+    out["cnn_over_ncc"] = out["cnn_points_per_s"] / out["ncc_points_per_s"]
+    return out
+
+
+def _print_real(rows: list[dict], speed_row: dict | None) -> None:
+    def pct(v: float) -> str:
+        return "  -  " if v != v else f"{100 * v:5.1f}%"
+
+    print("real texture (P=64, S=32, R=16): RMSE px / >1px / coverage; kept / >1px among kept")
+    for row in rows:
+        print(f"  {row['case']}")
+        print(f"    loop: {row['loop_rmse_px']:.3f} / {pct(row['loop_gt1px'])}")
+        for m in ("ncc", "cnn"):
+            print(
+                f"    {m}:  {row[f'{m}_rmse_px']:.3f} / {pct(row[f'{m}_gt1px'])} / "
+                f"{pct(row[f'{m}_coverage'])};  kept {pct(row[f'{m}_kept'])} / "
+                f"{pct(row[f'{m}_gt1px_among_kept'])}"
+            )
+    if speed_row:
+        print(
+            f"real-texture speed {speed_row['size']}^2: loop "
+            f"{speed_row['loop_points_per_s']:.0f}, ncc {speed_row['ncc_points_per_s']:.0f} "
+            f"({speed_row['ncc_over_loop']:.2f}x loop), cnn {speed_row['cnn_points_per_s']:.0f} "
+            f"pts/s ({speed_row['cnn_over_ncc']:.2f}x ncc)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small images (smoke run)")
     parser.add_argument(
-        "--only", choices=("accuracy", "speed"), help="run one half of the benchmark"
+        "--only", choices=("accuracy", "speed", "real"), help="run one part of the benchmark"
     )
     args = parser.parse_args()
     size, big = (384, 768) if args.quick else (1024, 4096)
     report: dict = {}
-    if args.only != "speed":
+    if args.only in (None, "accuracy"):
         report["accuracy"] = accuracy(size)
-    if args.only != "accuracy":
+    if args.only in (None, "speed"):
         report["speed"] = speed(big, chunks=min(1024, big // 2))
+    if args.only in (None, "real"):
+        report["real_texture"] = real_accuracy(quick=args.quick)
+        report["real_texture_speed"] = real_speed(big, chunks=min(1024, big // 2))
     print(json.dumps(report, indent=2, default=lambda v: round(v, 4)))
     for row in report.get("accuracy", []):
         print(
@@ -130,6 +263,8 @@ def main() -> None:
             f"  (ratio {row['rmse_ratio_cnn_over_ncc']:.2f});  >1px ncc "
             f"{100 * row['ncc_gt1px']:.1f}%  cnn {100 * row['cnn_gt1px']:.1f}%"
         )
+    if "real_texture" in report:
+        _print_real(report["real_texture"], report.get("real_texture_speed"))
     if "speed" in report:
         s = report["speed"]
         print(
