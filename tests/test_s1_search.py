@@ -2,6 +2,7 @@
 
 import hashlib
 import importlib.util
+import io
 import json
 from pathlib import Path
 
@@ -146,6 +147,51 @@ def test_refused_credentials(monkeypatch):
     with pytest.raises(AuthenticationError, match="refused") as info:
         s1._make_session(Credentials("token", secret=SECRET))
     assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize("tail", ["\r\n", "\n", "\r", "  \t"], ids=repr)
+def test_token_pasted_with_a_line_end_is_stripped(monkeypatch, tmp_path, tail):
+    # a token copied from a Windows file ends in CR LF; it used to become an invalid
+    # "Authorization: Bearer ...\r\n" header, reported as a network failure
+    posted, sent = [], []
+
+    def post(self, url, data=None, **kwargs):
+        posted.append(data["token"])
+        return FakeResponse(200)
+
+    def send(self, request, **kwargs):
+        sent.append(request.headers["Authorization"])
+        response = requests.Response()
+        response.status_code, response.raw, response.url = 200, io.BytesIO(b"D" * 50), request.url
+        return response
+
+    monkeypatch.setattr(asf_search.ASFSession, "post", post)
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    url = "https://datapool.asf.alaska.edu/GRD_HD/SA/t.zip"
+    (path,) = download([url], tmp_path, token=SECRET + tail, retries=0, backoff=0)
+    assert path.read_bytes() == b"D" * 50
+    assert posted == [SECRET] and sent == [f"Bearer {SECRET}"]
+    monkeypatch.setenv("EARTHDATA_TOKEN", tail + SECRET + tail)
+    assert resolve_credentials().secret == SECRET
+
+
+def test_token_of_whitespace_only_is_no_token(monkeypatch, tmp_path):
+    monkeypatch.setenv("EARTHDATA_TOKEN", " \r\n")
+    with pytest.raises(MissingCredentialsError, match="no Earthdata Login credentials"):
+        resolve_credentials(netrc_file=tmp_path / "netrc")
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\r\n", "\x1b"], ids=repr)
+def test_token_with_control_characters_is_refused_clearly(monkeypatch, bad):
+    token = SECRET[:6] + bad + SECRET[6:]
+    with pytest.raises(AuthenticationError, match=r"token=.*control character.*position 6") as info:
+        resolve_credentials(token=token)
+    assert SECRET[:6] not in str(info.value) and not isinstance(info.value, NetworkError)
+    if "\x00" in token:
+        return  # the environment cannot hold a NUL byte
+    monkeypatch.setenv("EARTHDATA_TOKEN", token)
+    with pytest.raises(AuthenticationError, match="EARTHDATA_TOKEN.*control character"):
+        download(["https://datapool.asf.alaska.edu/GRD_HD/SA/t.zip"], "unused-dir")
 
 
 # -------------------------------------------------------------------------- download

@@ -102,8 +102,11 @@ def open_image(
         a GDAL ``/vsi...`` path or a URL (``https://``, ``s3://``, ``gs://``,
         or any fsspec protocol). A Sentinel-1 ``.SAFE`` folder or its
         ``.zip`` is opened with :func:`trackoff_xr.sentinel1.open_safe`.
-    chunks : int, tuple, dict or "auto", default 2048
-        Dask chunks for the pixels; ``None`` reads eagerly into numpy.
+    chunks : int, tuple, dict, "auto" or None, default 2048
+        Dask chunks for the pixels: a positive int (pixels per chunk side),
+        ``-1`` (one chunk along the axis), a ``(rows, columns)`` pair of
+        those, a dict such as ``{"y": 1024, "x": 1024}``, or ``"auto"``;
+        ``None`` reads eagerly into numpy.
     date : str, datetime or numpy.datetime64, optional
         Acquisition time of the image, stored as the ``acquisition_start``
         attribute (ISO 8601) so that :func:`trackoff_xr.velocity.velocity`
@@ -123,8 +126,14 @@ def open_image(
 
     Raises
     ------
+    InvalidParameterError
+        ``path`` is not a path (e.g. a number, or an image already opened),
+        or ``chunks`` is not one of the forms above.
     ImageReadError
-        If the file does not exist or cannot be read as a raster.
+        If the file does not exist or cannot be read as a raster: a
+        directory that is no ``.SAFE`` product (a Zarr store, say), or a
+        GeoTIFF whose last block cannot be read (truncated or corrupt; checked
+        here, by reading that one block, rather than at compute time).
 
     Examples
     --------
@@ -142,7 +151,8 @@ def open_image(
     import rioxarray  # noqa: F401  (registers .rio)
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-    path_str = os.fspath(path)
+    path_str = _path_string(path)
+    _check_chunks(chunks)
     if not _is_url(path_str) and not os.path.exists(path_str):
         raise ImageReadError(
             f"no file at {path_str!r}; check the path (relative paths are taken from "
@@ -169,14 +179,12 @@ def open_image(
                 gdal_path, chunks=chunks, masked=True, lock=False, **open_kwargs
             )
     except (RasterioIOError, OSError, ValueError) as exc:
-        raise ImageReadError(
-            f"could not read {path_str!r} as a raster image ({exc}); pass a GeoTIFF, "
-            "PNG or JPEG file"
-        ) from exc
-    if isinstance(raw, list):
+        raise ImageReadError(_unreadable(path_str, exc)) from exc
+    if not isinstance(raw, xr.DataArray):  # a list of subdatasets, or a Dataset
         raise ImageReadError(
             f"{path_str!r} holds several subdatasets; open the one you want by its GDAL name"
         )
+    _check_complete(gdal_path, path_str)
     image = _to_gray(raw)
     georeferenced = raw.rio.crs is not None or not raw.rio.transform().is_identity
     if not georeferenced:
@@ -194,8 +202,131 @@ def open_image(
     return image
 
 
+_CHUNKS_FORMS = (
+    "pass a positive int (pixels per chunk side, e.g. 2048), -1 for one chunk along each "
+    "axis, a (rows, columns) pair of those, a dict such as {'y': 1024, 'x': 1024}, "
+    "'auto', or None to read into memory"
+)
+_CHUNK_DIMS = ("y", "x", "band")
+
+
+def _path_string(path: Any) -> str:
+    """``path`` as a str, or a clear error when it is no path at all."""
+    if isinstance(path, (xr.DataArray, xr.Dataset)):
+        raise InvalidParameterError(
+            f"path is already an xarray.{type(path).__name__}, not a file path; "
+            "open_image reads files: pass the image to trackoff_xr.offsets() directly"
+        )
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        shown = repr(path)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise InvalidParameterError(
+            f"path={shown} ({type(path).__name__}) is not a file path or URL; pass a str "
+            "or pathlib.Path, e.g. open_image('before.tif')"
+        )
+    return os.fsdecode(path)
+
+
+def _chunk_size_ok(value: Any) -> bool:
+    if value == "auto" and isinstance(value, str):
+        return True
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return False
+    return bool(value >= 1 or value == -1)
+
+
+def _check_chunks(chunks: Any) -> None:
+    """Raise :class:`InvalidParameterError` unless ``chunks`` is a form open_image takes."""
+    if chunks is None or _chunk_size_ok(chunks):
+        return
+    if isinstance(chunks, (tuple, list)) and len(chunks) == 2:
+        if all(_chunk_size_ok(c) for c in chunks):
+            return
+    elif isinstance(chunks, dict):
+        unknown = [k for k in chunks if k not in _CHUNK_DIMS]
+        if unknown:
+            raise InvalidParameterError(
+                f"chunks={chunks!r} names {unknown}, which are not dimensions of the "
+                f"image (it has 'y' and 'x'); {_CHUNKS_FORMS}"
+            )
+        if all(_chunk_size_ok(c) or c is None for c in chunks.values()):
+            return
+    raise InvalidParameterError(f"chunks={chunks!r} is not accepted; {_CHUNKS_FORMS}")
+
+
+def _unreadable(path_str: str, exc: Exception) -> str:
+    """Say what ``path_str`` is, when GDAL cannot read it, and what open_image reads."""
+    reads = (
+        "open_image reads one raster file GDAL reads (GeoTIFF/COG, PNG, JPEG, ...) or a "
+        "Sentinel-1 .SAFE product"
+    )
+    if not _is_url(path_str) and os.path.isdir(path_str):
+        zarr_format = _zarr_format(path_str)
+        if zarr_format:
+            return (
+                f"{path_str!r} is a Zarr store (format {zarr_format}), which GDAL cannot "
+                f"read here ({exc}); {reads}: open the store with "
+                f"xarray.open_zarr({path_str!r}) and pass the 2-D DataArray you want "
+                "(e.g. ds['band']) to trackoff_xr.offsets()"
+            )
+        return f"{path_str!r} is a directory, not an image; {reads}: pass one raster file inside it"
+    if not _is_url(path_str) and os.path.isfile(path_str):
+        if os.path.getsize(path_str) == 0:
+            return f"{path_str!r} is empty (0 bytes); copy or download the image again"
+        with open(path_str, "rb") as f:
+            magic = f.read(4)
+        if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return (
+                f"{path_str!r} is a TIFF file that GDAL cannot read ({exc}): it is "
+                "probably truncated or corrupt; copy or download it again"
+            )
+    return (
+        f"could not read {path_str!r} as a raster image ({exc}); {reads}: pass a "
+        "GeoTIFF, PNG or JPEG file"
+    )
+
+
+def _zarr_format(path: str) -> int | None:
+    if os.path.isfile(os.path.join(path, "zarr.json")):
+        return 3
+    if any(os.path.isfile(os.path.join(path, n)) for n in (".zgroup", ".zarray")):
+        return 2
+    return None
+
+
+def _check_complete(gdal_path: str, path_str: str) -> None:
+    """Read the last block of a GeoTIFF, so that a truncated file fails at open.
+
+    The pixels are otherwise read only at compute time, where a short file
+    shows up as a GDAL read error in a dask task. GDAL writes a GeoTIFF's
+    blocks in order, so a file cut short loses its last block first; one
+    block (one strip or tile, every band) is cheap to read, also remotely.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(gdal_path)
+        with src:
+            if src.driver != "GTiff" or src.width == 0 or src.height == 0:
+                return
+            block_rows, block_cols = src.block_shapes[0]
+            last = (-(-src.height // block_rows) - 1, -(-src.width // block_cols) - 1)
+            src.read(window=src.block_window(1, *last))
+    except RasterioIOError as exc:
+        cause = exc.__cause__ or exc.__context__
+        detail = str(cause) if cause is not None else str(exc)
+        raise ImageReadError(
+            f"{path_str!r} is truncated or corrupt: its last block cannot be read "
+            f"({detail}); copy or download the file again"
+        ) from exc
+
+
 def _raster_chunks(chunks: Any) -> Any:
     """Chunks for rioxarray's (band, y, x) array from our (y, x) ones."""
+    _check_chunks(chunks)
     if isinstance(chunks, (tuple, list)) and len(chunks) == 2:
         return {"band": 1, "y": chunks[0], "x": chunks[1]}
     return chunks

@@ -22,6 +22,7 @@ import logging
 import netrc
 import os
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,11 +335,18 @@ def resolve_credentials(
 ) -> Credentials:
     """Find Earthdata Login credentials: arguments, ``EARTHDATA_TOKEN``, then ``~/.netrc``.
 
+    A token is stripped of surrounding whitespace (a line end copied with it
+    from a file would otherwise make an invalid HTTP header); one that is
+    empty then counts as not given.
+
     Raises
     ------
     MissingCredentialsError
         Nothing found; the message says how to provide them.
+    AuthenticationError
+        A token with control characters inside (e.g. two lines pasted as one).
     """
+    token = _clean_token(token, "token=")
     if token:
         return Credentials("token", secret=token)
     if username or password:
@@ -347,7 +355,7 @@ def resolve_credentials(
                 "pass both username= and password= (Earthdata Login), or token="
             )
         return Credentials("password", username=username, secret=password)
-    env_token = os.environ.get("EARTHDATA_TOKEN")
+    env_token = _clean_token(os.environ.get("EARTHDATA_TOKEN"), "EARTHDATA_TOKEN")
     if env_token:
         return Credentials("token", secret=env_token, source="EARTHDATA_TOKEN")
     path = Path(netrc_file) if netrc_file else Path.home() / ".netrc"
@@ -366,6 +374,22 @@ def resolve_credentials(
         "https://urs.earthdata.nasa.gov/user_tokens), set the EARTHDATA_TOKEN environment "
         f"variable, or add 'machine {EDL_HOST} login USER password PASS' to ~/.netrc"
     )
+
+
+def _clean_token(token: str | None, source: str) -> str | None:
+    """``token`` without surrounding whitespace; refuse control characters inside it."""
+    if token is None:
+        return None
+    token = str(token).strip()
+    bad = next((i for i, c in enumerate(token) if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise AuthenticationError(
+            f"the Earthdata Login token from {source} contains a control character "
+            f"({token[bad]!r} at position {bad} of {len(token)}), so it cannot be sent; copy "
+            "the token again as one line (make a new one at "
+            "https://urs.earthdata.nasa.gov/user_tokens if needed)"
+        )
+    return token
 
 
 def _make_session(credentials: Credentials) -> Any:

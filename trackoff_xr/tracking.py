@@ -16,7 +16,7 @@ from .blockwise import match_blockwise, output_fields
 from .grid import GridSpec
 from .matchers import get_matcher
 from .schema import attrs_for, valid_mask
-from .validation import check_image, check_pair
+from .validation import check_pair, prepare_image
 from .velocity import pair_metadata
 
 __all__ = ["offsets"]
@@ -96,8 +96,8 @@ def offsets(
     """
     grid = GridSpec(patch_size=patch_size, spacing=spacing, search_radius=search_radius)
     matcher = get_matcher(method, **matcher_options)
-    ref = check_image(ref, "ref")
-    sec = check_image(sec, "sec")
+    ref = prepare_image(ref, "ref")  # (rows, columns) by name, nodata as NaN
+    sec = prepare_image(sec, "sec")
     check_pair(ref, sec)
     grid.check_image_shape(ref.shape)
     if hasattr(matcher, "check_grid"):
