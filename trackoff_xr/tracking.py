@@ -51,8 +51,12 @@ def offsets(
     Parameters
     ----------
     ref, sec : xarray.DataArray
-        Reference (earlier) and secondary (later) images: 2-D (rows, columns),
-        same shape, coordinates and CRS; numpy- or dask-backed. NaN marks
+        Reference (earlier) and secondary (later) images: 2-D, same shape,
+        coordinates and CRS; numpy- or dask-backed. Their dimensions are found
+        by name (``y``/``x``, ``lat``/``lon``, ``row``/``col``,
+        ``line``/``sample`` or what ``rio.y_dim``/``rio.x_dim`` report), in
+        either order. NaN and the nodata value the array declares
+        (``rio.nodata``, ``_FillValue`` in its attributes or encoding) mark
         nodata.
     patch_size : int, default 64
         Edge of the square reference template, pixels (>= 8).
@@ -78,9 +82,15 @@ def offsets(
 
     Raises
     ------
+    DimensionError
+        An image that is not 2-D or whose dimensions cannot be told apart by name.
+    CoordinateError
+        NaN, repeated or unsorted coordinates.
+    ImageDTypeError
+        Complex, boolean or date/time images.
     TrackOffError
-        A subclass naming the problem: bad parameters, unknown method, images
-        that are not 2-D, not on the same grid, or too small.
+        Another subclass naming the problem: bad parameters, unknown method,
+        images not on the same grid, or too small.
 
     Examples
     --------
