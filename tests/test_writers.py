@@ -1,5 +1,7 @@
 """Zarr (ITS_LIVE-style), GeoTIFF/COG and TrackOff CSV outputs."""
 
+import os
+
 import dask.array as dsa
 import numpy as np
 import pandas as pd
@@ -18,6 +20,7 @@ from trackoff_xr.writers import (
     OutputExistsError,
     append_pair,
     open_zarr,
+    remove_partials,
     to_csv,
     to_geotiff,
     to_zarr,
@@ -63,7 +66,7 @@ def test_zarr_round_trip_keeps_crs_values_and_its_live_metadata(tmp_path, result
     assert back.vx.attrs["standard_name"] == "land_ice_surface_x_velocity"
     assert back.v.attrs["units"] == "meter/year" and back.vy.attrs["grid_mapping"] == "spatial_ref"
     attrs = back.attrs
-    assert attrs["Conventions"] == "CF-1.8" and attrs[COMPLETE_ATTR] is True
+    assert attrs["Conventions"] == "CF-1.8" and attrs[COMPLETE_ATTR] == 1
     assert attrs["date_dt"] == pytest.approx(12.0)
     assert attrs["date_center"].startswith("2024-02-09T10:00")
     assert attrs["acquisition_date_img1"].startswith(DATES[0])
@@ -89,7 +92,7 @@ def test_compute_false_returns_delayed_and_nothing_looks_written(tmp_path, lazy_
     assert isinstance(delayed, Delayed)
     assert not path.exists()
     delayed.compute()
-    assert open_zarr(path).attrs[COMPLETE_ATTR] is True
+    assert open_zarr(path).attrs[COMPLETE_ATTR] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["later.zarr"]
 
 
@@ -114,8 +117,13 @@ def test_interrupted_local_write_leaves_no_store(tmp_path, result):
     delayed = to_zarr(_failing(result), path, compute=False)
     with pytest.raises(RuntimeError, match="interrupted"):
         delayed.compute()
-    assert not path.exists()  # only a hidden .broken.zarr.*.partial sibling remains
-    assert all(p.name.endswith(".partial") for p in tmp_path.iterdir())
+    assert not path.exists()  # only a hidden .broken.zarr.<pid>.*.partial sibling remains
+    (partial,) = tmp_path.iterdir()
+    assert partial.name.startswith(f".broken.zarr.{os.getpid()}.")
+    assert partial.name.endswith(".partial")
+    assert remove_partials(path) == []  # this process still runs: kept
+    assert remove_partials(path, include_own=True) == [partial]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_interrupted_remote_write_is_refused_by_reader(result):
@@ -126,7 +134,7 @@ def test_interrupted_remote_write_is_refused_by_reader(result):
         open_zarr(store)
     assert isinstance(info.value, TrackOffError)
     to_zarr(result, store, mode="w")
-    assert open_zarr(store).attrs[COMPLETE_ATTR] is True
+    assert open_zarr(store).attrs[COMPLETE_ATTR] == 1
 
 
 def test_existing_store_needs_mode_w(tmp_path, result):
@@ -189,7 +197,7 @@ def test_append_pairs_along_mid_date(tmp_path, result):
     np.testing.assert_allclose(cube.date_dt.values, [12.0, 12.0])
     assert str(cube.acquisition_date_img1.values[1]).startswith("2024-02-15")
     np.testing.assert_array_equal(cube.vx.isel(mid_date=1).values, result.vx.values)
-    assert cube.rio.crs.to_epsg() == 3413 and cube.attrs[COMPLETE_ATTR] is True
+    assert cube.rio.crs.to_epsg() == 3413 and cube.attrs[COMPLETE_ATTR] == 1
     with pytest.raises(OutputExistsError, match="already holds"):
         append_pair(later, store)
     shifted = result.assign_coords(x=result.x + 5.0).assign_attrs(date_center="2024-03-01")
@@ -199,3 +207,73 @@ def test_append_pairs_along_mid_date(tmp_path, result):
     undated.attrs = {k: v for k, v in result.attrs.items() if k != "date_center"}
     with pytest.raises(MissingMetadataError, match="mid_date="):
         append_pair(undated, tmp_path / "other.zarr")
+
+
+def test_geotiff_from_a_store_read_back_from_disk(tmp_path, result):
+    store = to_zarr(result, tmp_path / "pair.zarr")
+    names = ("vx", "vy", "v", "valid", "score")
+    paths = to_geotiff(xr.open_zarr(store), tmp_path / "tif", variables=names)
+    for name, path in zip(names, paths, strict=True):
+        with rasterio.open(path) as src:
+            assert src.crs.to_epsg() == 3413
+            expected = result[name].values.astype(src.dtypes[0])
+            np.testing.assert_array_equal(src.read(1), expected)
+    assert sorted(p.name for p in (tmp_path / "tif").iterdir()) == sorted(f"{n}.tif" for n in names)
+    # the same through open_zarr, with mode="w" replacing what was just written
+    to_geotiff(open_zarr(store), tmp_path / "tif", variables=names, mode="w")
+
+
+def _netcdf_engine():
+    for engine, module in (("netcdf4", "netCDF4"), ("h5netcdf", "h5netcdf"), ("scipy", "scipy")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        return engine
+    pytest.skip("no netCDF engine (netCDF4, h5netcdf or scipy) is installed")
+
+
+def test_store_exports_to_netcdf(tmp_path, result):
+    store = to_zarr(result.assign_attrs(subpixel=True, unknown=None), tmp_path / "pair.zarr")
+    engine = _netcdf_engine()
+    path = tmp_path / "pair.nc"
+    xr.open_zarr(store).to_netcdf(path, engine=engine)
+    with xr.open_dataset(path, engine=engine) as back:
+        for name in ("dx", "dy", "vx", "v"):
+            np.testing.assert_array_equal(back[name].values, result[name].values)
+        assert back.attrs[COMPLETE_ATTR] == 1 and back.attrs["subpixel"] == 1
+        assert back.attrs["Conventions"] == "CF-1.8"
+
+
+def test_open_zarr_accepts_stores_marked_the_old_way(tmp_path, result):
+    import zarr
+
+    store = to_zarr(result, tmp_path / "old.zarr")
+    group = zarr.open_group(store, mode="r+")
+    group.attrs[COMPLETE_ATTR] = True  # as versions before 0.2 wrote it
+    zarr.consolidate_metadata(store)
+    assert xr.open_zarr(store).attrs[COMPLETE_ATTR] is True
+    np.testing.assert_array_equal(open_zarr(store).vx.values, result.vx.values)
+    to_zarr(result, store, mode="w")  # still recognised as ours
+    assert open_zarr(store).attrs[COMPLETE_ATTR] == 1
+    group = zarr.open_group(store, mode="r+")
+    group.attrs[COMPLETE_ATTR] = False
+    zarr.consolidate_metadata(store)
+    with pytest.raises(IncompleteStoreError):
+        open_zarr(store)
+
+
+def test_append_pair_keeps_the_cube_attributes(tmp_path, result):
+    store = tmp_path / "cube.zarr"
+    append_pair(result.assign_attrs(title="Jakobshavn cube"), store)
+    first = open_zarr(store).attrs
+    later = result.assign_attrs(date_center="2024-02-21T10:00:00", title="ignored")
+    append_pair(later, store)
+    attrs = open_zarr(store).attrs
+    assert attrs["title"] == "Jakobshavn cube" and attrs["Conventions"] == "CF-1.8"
+    assert attrs["software_version"] == trackoff_xr.__version__
+    assert attrs["history"].startswith(first["history"])
+    assert "appended the pair mid_date=2024-02-21T10:00:00" in attrs["history"].splitlines()[-1]
+    assert {k: v for k, v in attrs.items() if k != "history"} == {
+        k: v for k, v in first.items() if k != "history"
+    }
