@@ -230,10 +230,10 @@ class _Extra:
 
 def test_extra_outputs_become_fields() -> None:
     matcher = _Extra()
-    assert output_fields(matcher) == ("dy", "dx", "score", "twice")
+    assert output_fields(matcher) == ("dy", "dx", "score", "peak_at_edge", "twice")
     img = np.random.default_rng(0).random((40, 40)).astype(np.float32)
     out = match_arrays(img, img, GridSpec(8, 8, 2), matcher, (0, 0), (2, 3))
-    assert out.shape == (2, 3, 4) and np.allclose(out[..., 3], 2.0)
+    assert out.shape == (2, 3, 5) and np.allclose(out[..., 4], 2.0)
 
 
 def test_registry_builds_the_classifier_without_tensorflow() -> None:

@@ -10,6 +10,8 @@ The plan, per axis:
   large as the halo ``patch_size // 2 + search_radius``. Output chunks are
   then regular and the grid stays anchored to global pixel 0, not to chunk
   edges.
+* A correlation maximum on the border of a search window is blanked and
+  flagged ``peak_at_edge`` here, for every matcher (:func:`match_arrays`).
 * One task per block cuts the block plus the halo (NaN beyond the image)
   straight out of whichever input chunks hold those pixels and matches its
   points: no rechunk, no overlap copies (``map_overlap`` would add ~40 tasks
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     import dask.array as da
 
 __all__ = [
+    "EDGE_FIELD",
     "OUTPUT_FIELDS",
     "AxisPlan",
     "match_arrays",
@@ -48,8 +51,12 @@ __all__ = [
 
 logger = logging.getLogger("trackoff_xr")
 
-#: Order of the fields along the last axis of the blockwise result.
-OUTPUT_FIELDS: tuple[str, ...] = ("dy", "dx", "score")
+#: Order of the fields along the last axis of the blockwise result. The
+#: matcher gives ``dy``, ``dx`` and ``score``; the engine adds ``peak_at_edge``.
+OUTPUT_FIELDS: tuple[str, ...] = ("dy", "dx", "score", "peak_at_edge")
+
+#: The field the engine fills itself (:func:`match_arrays`).
+EDGE_FIELD = "peak_at_edge"
 
 
 def output_fields(matcher: Matcher) -> tuple[str, ...]:
@@ -166,8 +173,20 @@ def match_arrays(
     Returns
     -------
     ndarray, shape (count[0], count[1], n_fields), float32
-        ``dy``, ``dx``, ``score`` and any extra outputs per point (see
-        :func:`output_fields`); all NaN where the template or window touches NaN.
+        ``dy``, ``dx``, ``score``, ``peak_at_edge`` and any extra outputs per
+        point (see :func:`output_fields`); all NaN where the template or
+        window touches NaN.
+
+    Notes
+    -----
+    A correlation maximum on the border of the search window is not a
+    measurement: the motion may lie beyond it. Wherever the matcher's offset
+    is on the border (an integer peak at ``|dy|`` or ``|dx|`` equal to the
+    radius ``R``; a sub-pixel one with ``max(|dy|, |dx|) > R - 0.5``; only
+    for ``R >= 1``), ``dy`` and ``dx`` become NaN, ``score`` 0 and
+    ``peak_at_edge`` 1; it is 0 at the other points with data. A matcher
+    whose candidates stop short of ``R`` says where its border is with a
+    ``search_extent(R)`` method.
     """
     size, r, step = grid.window_size, grid.search_radius, grid.spacing
     template_first = (first[0] + r, first[1] + r)
@@ -187,8 +206,35 @@ def match_arrays(
             templates, windows = np.asarray(templates), np.asarray(windows)
         result = matcher(templates, windows)
         for j, field in enumerate(names):
-            out[usable, j] = getattr(result, field)
+            if field != EDGE_FIELD:
+                out[usable, j] = getattr(result, field)
+        _blank_edge_peaks(out, np.flatnonzero(usable), names, _search_extent(matcher, r))
     return out.reshape(count[0], count[1], len(names))
+
+
+def _search_extent(matcher: Matcher, radius: int) -> float:
+    """Return the largest offset ``matcher`` can answer in a window of ``radius`` (its border)."""
+    extent = getattr(matcher, "search_extent", None)
+    return float(radius if extent is None else extent(radius))
+
+
+def _blank_edge_peaks(
+    out: np.ndarray, rows: np.ndarray, names: tuple[str, ...], extent: float
+) -> None:
+    """Mark the points ``rows`` of ``out`` whose offset lies on the window border, and blank them.
+
+    See the notes of :func:`match_arrays`.
+    """
+    dy, dx = out[rows, names.index("dy")], out[rows, names.index("dx")]
+    if extent >= 1:
+        edge = np.fmax(np.abs(dy), np.abs(dx)) > extent - 0.5  # NaN (no match): not an edge
+    else:
+        edge = np.zeros(rows.size, dtype=bool)
+    out[rows, names.index(EDGE_FIELD)] = edge
+    hit = rows[edge]
+    out[hit, names.index("dy")] = np.nan
+    out[hit, names.index("dx")] = np.nan
+    out[hit, names.index("score")] = 0.0
 
 
 def _pieces(bounds: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slice]]:
@@ -327,8 +373,8 @@ def match_blockwise(
     Returns
     -------
     dask.array.Array, shape (ny, nx, n_fields), float32
-        ``dy``, ``dx``, ``score`` and the matcher's extra outputs per grid
-        point (see :func:`output_fields`). Nothing is computed.
+        ``dy``, ``dx``, ``score``, ``peak_at_edge`` and the matcher's extra
+        outputs per grid point (see :func:`output_fields`). Nothing is computed.
     """
     import dask.array as da
     from dask.base import tokenize

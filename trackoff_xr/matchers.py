@@ -9,6 +9,11 @@ where ``templates`` has shape ``(n, P, P)`` and ``windows`` shape
 the result holds ``dy``, ``dx`` (pixels, sub-pixel, the offset at which the
 template's content appears in the window) and ``score`` in [0, 1], each of
 shape ``(n,)``. Featureless or NaN pairs give NaN offsets and score 0.
+The engine, not the matcher, blanks offsets on the border of the search
+window and reports them as ``peak_at_edge``
+(:func:`trackoff_xr.blockwise.match_arrays`); a matcher whose candidate
+offsets stop short of the radius says where its border is with an optional
+``search_extent(radius)`` method.
 
 Matchers are looked up by name with :func:`get_matcher`; new ones join with
 :func:`register_matcher`. The blockwise engine knows only this interface.
@@ -122,6 +127,11 @@ def correlate_and_refine(
     linear, shift-equivariant version of the images -- for the Gauss-Newton
     refinement, while the integer search uses ``templates``/``windows``.
 
+    An integer peak on the border of the search window (``|dy|`` or ``|dx|``
+    equal to ``R``) is not refined inward: it is returned on the border, where
+    the engine marks it as not a measurement
+    (:func:`~trackoff_xr.blockwise.match_arrays`).
+
     Returns
     -------
     dy, dx : ndarray (n,), float32
@@ -143,7 +153,11 @@ def correlate_and_refine(
         # general would favour integers, where no interpolation smooths noise.
         exact = peak >= EXACT_MATCH
         dy[exact], dx[exact] = iy[exact], ix[exact]
-        todo = np.flatnonzero(np.isfinite(peak) & ~exact)
+        # the maximum of a border peak may lie beyond the window: refining it
+        # would pull it inward and present it as an inner match
+        radius = (surfaces.shape[1] - 1) // 2
+        border = (np.maximum(np.abs(iy), np.abs(ix)) >= radius) & (radius >= 1)
+        todo = np.flatnonzero(np.isfinite(peak) & ~exact & ~border)
         rt, rw = refine_on if refine_on is not None else (templates, windows)
         ry, rx, zncc = refine_translation(rt[todo], rw[todo], dy[todo], dx[todo])
         dy[todo], dx[todo] = ry, rx

@@ -156,6 +156,15 @@ class ClassifierMatcher:
             prob_std=probs.std(axis=1).astype(np.float32),
         )
 
+    def search_extent(self, radius: int) -> int:
+        """Return the outermost candidate offset in a window of ``radius``: its border.
+
+        With a ``candidate_step`` that does not divide the radius the
+        candidates stop short of it; a class there is as much a border peak as
+        one at the radius itself (the engine does not report it as a match).
+        """
+        return int(candidate_steps(radius, self.candidate_step).max())
+
     def probabilities(self, templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
         """Class-probability map of every template: ``(n, classes)``.
 

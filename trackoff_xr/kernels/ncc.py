@@ -19,39 +19,33 @@ from typing import Any
 
 import numpy as np
 
-from .ncc_tiled import shares_tiles, tiled_surfaces
+from .ncc_tiled import FLAT_RTOL, shares_tiles, tiled_surfaces
 from .threads import opencv_threads
 from .windows import WindowLattice
 
 __all__ = ["ncc_surfaces"]
 
-# A template whose range (max - min) falls below this, relative to its
-# magnitude, is featureless: no offset can be measured from it.
-_FLAT_RTOL = 1e-6
 
+def _flat(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Flag ranges not measurably above zero relative to the values' own magnitude.
 
-def _flat(low: np.ndarray, high: np.ndarray, spread: np.ndarray) -> np.ndarray:
-    """Flag spreads too small, relative to the values' magnitude, to measure anything."""
-    scale = np.maximum(np.maximum(abs(high), abs(low)), 1.0)
-    return ~(spread > _FLAT_RTOL * scale)
-
-
-def _unusable_arrays(patches: np.ndarray) -> np.ndarray:
-    """Patches (n, h, w) that are constant, or hold NaN or inf."""
-    high, low = patches.max(axis=(1, 2)), patches.min(axis=(1, 2))
-    return _flat(low, high, high - low) | ~np.isfinite(high - low)
-
-
-def _unusable_lattice(patches: WindowLattice) -> np.ndarray:
-    """As :func:`_unusable_arrays`, from integral images (standard deviation, not range)."""
-    mean, std, finite = patches.stats()
-    return ~finite | _flat(mean, mean, std)
+    No absolute threshold: a patch is judged the same at any scale of the
+    image, and an all-zero patch is flat. NaN or inf ranges are flagged too.
+    """
+    spread = high - low
+    return ~(spread > FLAT_RTOL * np.maximum(abs(high), abs(low))) | ~np.isfinite(spread)
 
 
 def _unusable(patches: np.ndarray | WindowLattice) -> np.ndarray:
+    """Patches (n, h, w) that are constant, or hold NaN or inf."""
     if isinstance(patches, WindowLattice):
-        return _unusable_lattice(patches)
-    return _unusable_arrays(np.asarray(patches))
+        # per window, read in place: one extreme pixel elsewhere in the block
+        # cannot change the verdict (block-wide sums would let it)
+        low, high = patches.ranges()
+    else:
+        patches = np.asarray(patches)
+        high, low = patches.max(axis=(1, 2)), patches.min(axis=(1, 2))
+    return _flat(low, high)
 
 
 def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .ncc_tiled import FLAT_RTOL
 from .scratch import scratch
 from .threads import opencv_threads
 
@@ -246,7 +247,10 @@ def _refine_batch(
     np.subtract(tmpl[right], tmpl[left], out=basis[:, 2])
     flat = basis.reshape(m, 3, k)
     flat[:, 0] -= (flat[:, 0].sum(axis=1) / np.float32(k))[:, None]
-    norm = np.maximum(np.sqrt(np.einsum("nk,nk->n", flat[:, 0], flat[:, 0])), 1e-30)
+    norm = np.sqrt(np.einsum("nk,nk->n", flat[:, 0], flat[:, 0]))
+    # a constant core has no gradient to follow: it stays inactive (no
+    # absolute threshold, so the same at any scale of the image)
+    norm[~(norm > 0)] = np.inf
     flat[:, 0] *= (1.0 / norm)[:, None]
     flat[:, 1:] *= (0.5 / norm)[:, None, None]
     # With w the sampled patch and wc = w - mean(w), err = wc / |wc| - tn and
@@ -281,7 +285,10 @@ def _refine_batch(
         mean = w.sum(axis=1) / np.float32(k)
         w -= mean[:, None]
         w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))
-        w_norm[w_norm <= 1e-6 * np.maximum(np.abs(mean) * np.sqrt(k), 1e-30)] = np.inf
+        # a featureless sample (spread below FLAT_RTOL of its own magnitude)
+        # correlates with nothing
+        magnitude = np.sqrt(w_norm**2 + k * mean.astype(np.float64) ** 2)
+        w_norm[~(w_norm > FLAT_RTOL * magnitude)] = np.inf
         rows = flat if na == m else flat[act]
         d = np.matmul(rows, w[:, :, None], out=work.dots[:na])[:, :, 0].astype(np.float64)
         # correlation where this step starts

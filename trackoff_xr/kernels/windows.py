@@ -81,8 +81,8 @@ class WindowLattice:
     (an index array or boolean mask) is a smaller lattice, and
     ``np.asarray(lattice)`` copies the windows out. Kernels that only look
     at one window at a time (OpenCV's ``matchTemplate``) thus read the image
-    in place, and per-window statistics come from integral images of the
-    whole block (:meth:`stats`) instead of one pass per window.
+    in place; per-window statistics (:meth:`stats`, :meth:`ranges`) read
+    each window in place too.
 
     Parameters
     ----------
@@ -215,29 +215,40 @@ class WindowLattice:
             state["bad_integral"] = cv2.integral(bad.view(np.uint8), sdepth=cv2.CV_32S)
         return self._gather(state["bad_integral"]) == 0
 
+    def ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Smallest and largest value of every window (NaN where it is not finite).
+
+        One OpenCV ``minMaxLoc`` per window, read in place: each verdict
+        depends on the window's own pixels only.
+        """
+        import cv2
+
+        if self.image.ndim != 2:
+            raise ValueError("ranges() needs a single-channel image")
+        low, high = np.full(len(self), np.nan), np.full(len(self), np.nan)
+        for k in np.flatnonzero(self.finite()).tolist():
+            low[k], high[k], _, _ = cv2.minMaxLoc(self[k])
+        return low, high
+
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mean, standard deviation and finiteness of every window.
 
-        Sums come from float64 integral images of the whole image (NaN and inf
-        counted apart and taken as 0), so the cost is a few passes over the
-        image rather than over every (overlapping) window. Mean and standard
-        deviation are NaN for windows that are not finite.
+        One OpenCV ``meanStdDev`` (float64 sums) per window, read in place:
+        each window's numbers come from its own pixels only, so an extreme
+        pixel elsewhere in the block cannot cancel them (block-wide integral
+        images would let it). Mean and standard deviation are NaN for windows
+        that are not finite.
         """
         import cv2
 
         if self.image.ndim != 2:
             raise ValueError("stats() needs a single-channel image")
-        image = self.image
         finite = self.finite()
-        if not self.image_is_finite():
-            image = np.where(np.isfinite(image), image, np.float32(0))
-        total, squares = cv2.integral2(image, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
-        n = float(self.size * self.size)
-        mean = self._gather(total) / n
-        var = np.maximum(self._gather(squares) / n - mean * mean, 0.0)
-        mean[~finite] = np.nan
-        var[~finite] = np.nan
-        return mean, np.sqrt(var), finite
+        mean, std = np.full(len(self), np.nan), np.full(len(self), np.nan)
+        for k in np.flatnonzero(finite).tolist():
+            m, s = cv2.meanStdDev(self[k])
+            mean[k], std[k] = m[0, 0], s[0, 0]
+        return mean, std, finite
 
     def _gather(self, integral: np.ndarray) -> np.ndarray:
         """Sum of every window from an integral image (one row/column larger)."""
