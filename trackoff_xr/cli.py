@@ -1,32 +1,62 @@
-"""The ``trackoff`` command line: ``run``, ``plot``, ``info`` and ``demo``.
+"""The ``trackoff`` command line: ``run``, ``plot``, ``info``, ``demo`` and ``train``.
 
 Errors a user can fix (a :class:`~trackoff_xr.TrackOffError`, a missing file,
-a bad option) print one line and exit with status 2; ``--debug`` shows the
-traceback instead.
+a bad option) print one line naming the command-line flags and exit with
+status 2; ``--debug`` shows the traceback instead. Ctrl-C (SIGINT) and
+SIGTERM stop a run at once: the partial output is removed, one line is
+printed and the exit status is 130 (143 for SIGTERM).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import sys
-from contextlib import AbstractContextManager, nullcontext
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TextIO
 
 import click
+from dask.callbacks import Callback
 
 from .exceptions import TrackOffError
 
-__all__ = ["cli", "main"]
+__all__ = ["PointProgress", "cli", "cli_message", "main", "write_zarr"]
 
-_STATE = {"debug": False}
+#: methods whose matcher runs TensorFlow (imported quietly before the graph is built)
+_TENSORFLOW_METHODS = ("cnn", "classifier")
+#: share of the points with data matched at the window edge above which the CLI warns
+EDGE_WARNING_FRACTION = 0.05
+
+
+@dataclass
+class _Session:
+    """What one ``trackoff`` invocation needs to clean up after itself."""
+
+    debug: bool = False
+    #: outputs being written: their hidden partial copies are removed on an interrupt
+    targets: list[str] = field(default_factory=list)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
+
+
+def _session() -> _Session:
+    return click.get_current_context().ensure_object(_Session)
 
 
 def _debug_option(func: Any) -> Any:
     def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         if value:
-            _STATE["debug"] = True
+            ctx.ensure_object(_Session).debug = True
             logging.basicConfig(level=logging.WARNING)
             logging.getLogger("trackoff_xr").setLevel(logging.DEBUG)
 
@@ -62,7 +92,7 @@ def cli() -> None:
     "out",
     required=True,
     type=click.Path(dir_okay=True, file_okay=False),
-    help="Zarr store to write (replaced if it exists).",
+    help="Zarr store to write. An existing path is refused unless --overwrite is given.",
 )
 @click.option(
     "--method",
@@ -138,7 +168,13 @@ def cli() -> None:
     type=click.Path(dir_okay=False),
     help="Also write the valid points as CSV (the TrackOff paper's columns).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing --out store (and --csv file) that trackoff wrote; a folder "
+    "or file it did not write, or one holding REF or SEC, is never replaced.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors: no progress, no summary.")
 @_debug_option
 def run(
     ref: str,
@@ -155,6 +191,7 @@ def run(
     days: float | None,
     pixel_size: float | None,
     csv_path: str | None,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Track REF (earlier image) against SEC (later image) and write a Zarr store.
@@ -166,10 +203,113 @@ def run(
           --search-radius 24 --csv points.csv
       trackoff run before.tif after.tif --out r.zarr --scheduler distributed --workers 4
       trackoff run before.tif after.tif --out r.zarr --days 12 --pixel-size 10
+      trackoff run before.tif after.tif --out r.zarr --overwrite   # replace an earlier run
 
     Velocities (vx, vy, v in meter/year) are added whenever the time span and
-    pixel size are known, from the options or from the images.
+    pixel size are known, from the options or from the images. An existing
+    --out or --csv is replaced only with --overwrite, and only if trackoff
+    wrote it; REF, SEC and the folders holding them are never replaced.
     """  # noqa: D301 (click's \b needs a real backspace)
+    mode = "w" if overwrite else "w-"
+    protect = (ref, sec)
+    _check_outputs(out, csv_path, mode=mode, protect=protect)
+    _session().targets.extend(t for t in (out, csv_path) if t)
+    tensorflow = method in _TENSORFLOW_METHODS
+    if tensorflow:
+        _import_tensorflow_quietly()
+    ds, shape = _track(
+        ref,
+        sec,
+        method=method,
+        patch_size=patch_size,
+        spacing=spacing,
+        search_radius=search_radius,
+        chunks=chunks,
+        apply_filter=apply_filter,
+        days=days,
+        pixel_size=pixel_size,
+    )
+    if not quiet:
+        click.echo(
+            f"tracking {shape[0]} x {shape[1]} px -> "
+            f"{ds.sizes['y']} x {ds.sizes['x']} points with method={method!r} "
+            f"({scheduler} scheduler)",
+            err=True,
+        )
+    write_zarr(
+        ds,
+        out,
+        scheduler=scheduler,
+        workers=workers,
+        progress=not quiet,
+        mode=mode,
+        protect=protect,
+        tensorflow=tensorflow,
+    )
+    if csv_path:
+        _write_csv(out, csv_path, mode=mode, protect=protect)
+    if not quiet:
+        click.echo(_summary(out))
+        warning = _edge_warning(_open_result(out))
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
+        click.echo(f"wrote {out}" + (f" and {csv_path}" if csv_path else ""))
+
+
+def _url_scheme(path: str) -> str | None:
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", str(path))
+    return match.group(1).lower() if match else None
+
+
+def _same_or_inside(path: str, folder: str) -> bool:
+    if _url_scheme(path) or _url_scheme(folder):
+        return False
+    inner, outer = Path(path).resolve(), Path(folder).resolve()
+    return inner == outer or outer in inner.parents
+
+
+def _check_outputs(out: str, csv_path: str | None, *, mode: str, protect: Sequence[str]) -> None:
+    """Refuse unusable or protected outputs before anything is computed.
+
+    Raises
+    ------
+    click.BadParameter
+        ``--out`` is an in-memory URL, or ``--csv`` lies inside ``--out``.
+    trackoff_xr.OutputExistsError, trackoff_xr.OutputLocationError
+        From :func:`trackoff_xr.writers.check_output`.
+    """
+    from .writers import check_output
+
+    if _url_scheme(out) == "memory":
+        raise click.BadParameter(
+            f"{out!r} is an in-memory store, gone when trackoff exits; give a folder path "
+            "or a URL such as s3://bucket/result.zarr",
+            param_hint="--out",
+        )
+    check_output(out, kind="zarr", mode=mode, protect=protect)
+    if csv_path:
+        if _same_or_inside(csv_path, out):
+            raise click.BadParameter(
+                f"{csv_path!r} is inside the --out store {out!r}; write the CSV elsewhere",
+                param_hint="--csv",
+            )
+        check_output(csv_path, kind="csv", mode=mode, protect=protect)
+
+
+def _track(
+    ref: str,
+    sec: str,
+    *,
+    method: str,
+    patch_size: int,
+    spacing: int,
+    search_radius: int,
+    chunks: int,
+    apply_filter: bool,
+    days: float | None,
+    pixel_size: float | None,
+) -> tuple[Any, tuple[int, ...]]:
+    """Build the lazy offsets (and velocity) Dataset of ``trackoff run``; computes nothing."""
     import trackoff_xr
 
     from .filters import filter_offsets
@@ -194,36 +334,26 @@ def run(
         ds = filter_offsets(ds)
     ds.attrs["reference_image"] = os.path.abspath(ref) if os.path.exists(ref) else ref
     ds.attrs["secondary_image"] = os.path.abspath(sec) if os.path.exists(sec) else sec
-    if not quiet:
-        click.echo(
-            f"tracking {ref_image.shape[0]} x {ref_image.shape[1]} px -> "
-            f"{ds.sizes['y']} x {ds.sizes['x']} points with method={method!r} "
-            f"({scheduler} scheduler)",
-            err=True,
-        )
-    write_zarr(ds, out, scheduler=scheduler, workers=workers, progress=not quiet)
-    if csv_path:
-        _write_csv(out, csv_path)
-    if not quiet:
-        click.echo(_summary(out))
-        click.echo(f"wrote {out}" + (f" and {csv_path}" if csv_path else ""))
+    return ds, tuple(ref_image.shape)
 
 
-def _scheduler_context(scheduler: str, workers: int | None) -> tuple[AbstractContextManager, Any]:
-    import dask
+def _edge_warning(ds: Any) -> str | None:
+    """Say so when many points peaked on the border of the search window, else ``None``."""
+    import numpy as np
 
-    if scheduler == "distributed":
-        from distributed import Client, LocalCluster
-
-        cluster = LocalCluster(
-            n_workers=workers or None, threads_per_worker=1, dashboard_address=None, processes=True
-        )
-        client = Client(cluster)
-        return client, client
-    options: dict[str, Any] = {"scheduler": scheduler}
-    if workers:
-        options["num_workers"] = workers
-    return dask.config.set(**options), None
+    if "peak_at_edge" not in ds:
+        return None
+    edge = np.asarray(ds["peak_at_edge"].values, dtype=np.float64) > 0.5
+    quality = ds["score"] if "score" in ds else ds["dx"]
+    with_data = edge | np.isfinite(np.asarray(quality.values, dtype=np.float64))
+    n_edge, n_data = int(edge.sum()), int(with_data.sum())
+    if n_data == 0 or n_edge <= EDGE_WARNING_FRACTION * n_data:
+        return None
+    radius = ds.attrs.get("search_radius", "?")
+    return (
+        f"{n_edge} points ({100 * n_edge / n_data:.0f} %) matched at the edge of the search "
+        f"window: the motion may exceed --search-radius {radius}; raise it"
+    )
 
 
 def write_zarr(
@@ -233,66 +363,386 @@ def write_zarr(
     scheduler: str = "threads",
     workers: int | None = None,
     progress: bool = True,
+    mode: str = "w-",
+    protect: Iterable[str | os.PathLike[str]] = (),
+    tensorflow: bool = False,
 ) -> Path:
-    """Compute ``ds`` into a Zarr store at ``path``, atomically.
+    """Compute ``ds`` into a Zarr store at ``path``, atomically, on the chosen scheduler.
 
-    The store is written to a hidden sibling first and renamed into place at
-    the end, so an interrupted run never leaves a complete-looking store.
+    The store goes through :func:`trackoff_xr.writers.to_zarr`: it is written
+    to a hidden sibling and renamed into place at the end, so an interrupted
+    run never leaves a complete-looking store; if the computation fails or is
+    interrupted, the hidden copy is removed.
 
     Parameters
     ----------
     ds : xarray.Dataset
         Lazy result (e.g. of :func:`trackoff_xr.offsets`).
     path : path-like
-        Destination; an existing store there is replaced.
+        Destination.
     scheduler : {"threads", "processes", "distributed"}
         Dask scheduler used for the computation.
     workers : int, optional
         Number of threads, processes or cluster workers.
     progress : bool
-        Show a progress bar (dask's on local schedulers, distributed's on a
-        cluster).
+        Show progress on stderr: grid points done (:class:`PointProgress`) on
+        local schedulers; distributed's bar on a terminal, or a line every
+        few seconds otherwise, on a cluster.
+    mode : {"w-", "w"}
+        ``"w-"`` refuses an existing ``path``; ``"w"`` replaces a store
+        trackoff_xr wrote (never anything else).
+    protect : iterable of path-like
+        Paths (the inputs) that must never be replaced nor lie inside ``path``.
+    tensorflow : bool
+        The matcher runs TensorFlow: worker processes import it quietly first.
 
     Returns
     -------
     pathlib.Path
         ``path``.
     """
-    from .writers import to_zarr
+    from .writers import remove_partials, to_zarr
 
-    context, client = _scheduler_context(scheduler, workers)
+    blocks = _grid_blocks(ds)
+    delayed = to_zarr(ds, path, compute=False, mode=mode, protect=tuple(protect))
     try:
-        with context:
-            # writers.to_zarr writes to a hidden sibling and renames it into
-            # place once complete; here we only choose where it is computed
-            delayed = to_zarr(ds, path, compute=False, mode="w")
-            if client is not None:
-                future = client.compute(delayed)
-                if progress:
-                    from distributed import progress as show_progress
-
-                    show_progress(future)
-                    click.echo("", err=True)
-                future.result()
-            else:
-                from dask.diagnostics import ProgressBar
-
-                bar: AbstractContextManager = (
-                    ProgressBar(minimum=1.0, out=sys.stderr) if progress else nullcontext()
-                )
-                with bar:
-                    delayed.compute()
-    finally:
-        if client is not None:
-            cluster = client.cluster
-            client.close()
-            cluster.close()
+        if scheduler == "distributed":
+            _compute_on_cluster(delayed, workers, progress=progress, tensorflow=tensorflow)
+        else:
+            _compute_locally(
+                delayed, scheduler, workers, progress=progress, blocks=blocks, tensorflow=tensorflow
+            )
+    except BaseException:
+        remove_partials(path, include_own=True)
+        raise
     return Path(path)
 
 
-def _open_result(path: str) -> Any:
+def _grid_blocks(ds: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Points per block along ``y`` and ``x`` of the result (its chunks), if it is lazy."""
+    for name in ("dx", "dy", "score"):
+        if name in ds and ds[name].chunks is not None and {"y", "x"} <= set(ds[name].dims):
+            chunks = dict(zip(ds[name].dims, ds[name].chunks, strict=True))
+            return tuple(chunks["y"]), tuple(chunks["x"])
+    return None
 
-    if not os.path.exists(path):
+
+def _compute_locally(
+    delayed: Any,
+    scheduler: str,
+    workers: int | None,
+    *,
+    progress: bool,
+    blocks: tuple[tuple[int, ...], tuple[int, ...]] | None,
+    tensorflow: bool,
+) -> None:
+    """Compute on the threaded or multiprocessing scheduler; workers stop on an interrupt."""
+    import dask
+
+    options: dict[str, Any] = {"scheduler": scheduler}
+    if workers:
+        options["num_workers"] = workers
+    pool = None
+    if scheduler == "processes":
+        pool = _process_pool(workers, tensorflow=tensorflow)
+        options["pool"] = pool
+    bar: AbstractContextManager = PointProgress(blocks) if progress else nullcontext()
+    try:
+        with dask.config.set(**options), bar:
+            delayed.compute()
+    except BaseException:
+        if pool is not None:
+            _stop_pool(pool)
+        raise
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
+def _process_pool(workers: int | None, *, tensorflow: bool) -> Any:
+    """Make a process pool like dask's own, whose workers leave Ctrl-C to the parent."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dask.multiprocessing import get_context, initialize_worker_process
+
+    # as dask.multiprocessing.get does: the same string hashes in every worker
+    if os.environ.get("PYTHONHASHSEED") in (None, "0"):
+        os.environ["PYTHONHASHSEED"] = "6640"
+    initializer = partial(
+        initialize_worker_process,
+        user_initializer=partial(_quiet_worker, tensorflow=tensorflow, ignore_sigint=True),
+    )
+    return ProcessPoolExecutor(
+        workers or os.cpu_count() or 1, mp_context=get_context(), initializer=initializer
+    )
+
+
+def _stop_pool(pool: Any) -> None:
+    """Kill a process pool's workers now (a running task would otherwise be waited for)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _compute_on_cluster(
+    delayed: Any, workers: int | None, *, progress: bool, tensorflow: bool
+) -> None:
+    """Compute on a local dask.distributed cluster, closed however the computation ends."""
+    from distributed import Client, LocalCluster
+
+    caught: list[BaseException] = []
+    with _signals_deferred(caught):  # a cluster half started could not be closed
+        cluster = LocalCluster(
+            n_workers=workers or None,
+            threads_per_worker=1,
+            dashboard_address=None,
+            processes=True,
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+    try:
+        if caught:
+            raise caught[0]
+        client.run(_quiet_worker, tensorflow=tensorflow, ignore_sigint=False)
+        future = client.compute(delayed)
+        if progress:
+            _cluster_progress(future, sys.stderr)
+        future.result()
+    finally:
+        for closing in (partial(client.close, timeout=3), partial(cluster.close, timeout=5)):
+            try:
+                closing()
+            except Exception:  # closing after an interrupt: exit promptly rather than fail
+                logging.getLogger("trackoff_xr").debug("closing the cluster", exc_info=True)
+
+
+@contextmanager
+def _signals_deferred(caught: list[BaseException]) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back during the block; what arrived is put in ``caught``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        caught.append(KeyboardInterrupt() if signum == signal.SIGINT else _Terminated())
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _cluster_progress(future: Any, stream: TextIO, interval: float = 10.0) -> None:
+    """Distributed's bar on a terminal; otherwise a plain line every ``interval`` s."""
+    from distributed import progress as show_progress
+    from distributed import wait
+
+    if _isatty(stream):
+        show_progress(future)
+        click.echo("", err=True)
+        return
+    started = time.perf_counter()
+    while True:
+        try:
+            wait(future, timeout=interval)
+            break
+        except TimeoutError:
+            elapsed = time.perf_counter() - started
+            print(f"progress: computing on the cluster, {elapsed:.0f} s", file=stream, flush=True)
+    elapsed = time.perf_counter() - started
+    print(f"progress: done in {elapsed:.0f} s", file=stream, flush=True)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the C++/absl start-up lines sent to /dev/null.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` does not hide the lines TensorFlow's libraries
+    print while they load (absl's "All log messages before
+    absl::InitializeLog()", oneDNN's notice), so file descriptor 2 is pointed
+    at /dev/null for the import only. An import failure is left to the
+    matcher, which reports it with an install hint.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 to silence
+        saved = -1
+    try:
+        if saved >= 0:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.get_logger().setLevel(logging.ERROR)
+        except Exception:  # noqa: S110 - reported by the matcher when it needs TensorFlow
+            pass
+    finally:
+        if saved >= 0:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _quiet_worker(*, tensorflow: bool, ignore_sigint: bool) -> None:
+    """Prepare a worker process: the parent handles Ctrl-C, no start-up noise."""
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from rasterio.errors import NotGeoreferencedWarning
+
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    except ImportError:  # pragma: no cover - rasterio is a dependency
+        pass
+    if tensorflow:
+        _import_tensorflow_quietly()
+
+
+def _is_match_key(key: Any) -> bool:
+    """Tell a match task (``("trackoff-ncc-…", by, bx, 0)``, see ``match_blockwise``)."""
+    return (
+        isinstance(key, tuple)
+        and len(key) >= 3
+        and isinstance(key[0], str)
+        and key[0].startswith("trackoff-")
+        and not key[0].startswith("trackoff-features-")
+        and isinstance(key[1], int)
+        and isinstance(key[2], int)
+    )
+
+
+def _task_weights(
+    keys: Iterable[Any], blocks: tuple[tuple[int, ...], tuple[int, ...]] | None
+) -> tuple[dict[Any, int], str]:
+    """Weight of each counted task and the unit: grid points, else blocks, else tasks."""
+    keys = list(keys)
+    match = [k for k in keys if _is_match_key(k)]
+    if not match:
+        return {k: 1 for k in keys}, "tasks"
+    if blocks is not None and all(k[1] < len(blocks[0]) and k[2] < len(blocks[1]) for k in match):
+        return {k: blocks[0][k[1]] * blocks[1][k[2]] for k in match}, "grid points"
+    return {k: 1 for k in match}, "blocks"
+
+
+class PointProgress(Callback):
+    r"""Progress of a dask computation in grid points, on stderr.
+
+    Every finished match block (the tasks of
+    :func:`trackoff_xr.blockwise.match_blockwise`) counts for its points, the
+    product of its chunk sizes in ``blocks``; other tasks do not count. A
+    graph without match tasks is counted in tasks. On a terminal one line is
+    redrawn (``\r``); elsewhere (a log file, a pipe) a plain line is printed
+    every ``interval`` seconds and once at the end.
+
+    Parameters
+    ----------
+    blocks : (tuple of int, tuple of int), optional
+        Points per block along ``y`` and ``x`` (the result's chunks).
+    stream : file-like, optional
+        Where to write (default: ``sys.stderr`` when created).
+    interval : float, optional
+        Seconds between lines: default 0.5 on a terminal, 10 otherwise.
+    """
+
+    def __init__(
+        self,
+        blocks: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+        *,
+        stream: TextIO | None = None,
+        interval: float | None = None,
+    ) -> None:
+        super().__init__()
+        self._blocks = blocks
+        self._stream = stream if stream is not None else sys.stderr
+        self._tty = _isatty(self._stream)
+        self._interval = interval if interval is not None else (0.5 if self._tty else 10.0)
+        self._graph: Any = None
+        self._weights: dict[Any, int] = {}
+        self._unit = "grid points"
+        self._done = 0
+        self._started = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    @property
+    def total(self) -> int:
+        """Points (or blocks, or tasks) in the computation being watched."""
+        return sum(self._weights.values())
+
+    @property
+    def done(self) -> int:
+        """Points (or blocks, or tasks) finished so far."""
+        return self._done
+
+    def _start(self, dsk: Any) -> None:
+        if self._graph is not None:  # a compute nested in a task: not ours to count
+            return
+        self._graph = dsk
+        self._weights, self._unit = _task_weights(dsk, self._blocks)
+        self._done = 0
+        self._started = time.perf_counter()
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick, name="trackoff-progress", daemon=True)
+        self._ticker.start()
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        if dsk is not self._graph:
+            return
+        weight = self._weights.get(key)
+        if weight:
+            self._done += weight
+            if self._tty:
+                self._draw()
+
+    def _finish(self, dsk: Any, state: Any, errored: bool) -> None:
+        if dsk is not self._graph:
+            return
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        if not errored:
+            self._draw()
+        if self._tty:
+            self._write("\n")
+        self._graph = None
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._draw()
+
+    def _draw(self) -> None:
+        total = self.total
+        fraction = self._done / total if total else 1.0
+        elapsed = time.perf_counter() - self._started
+        counts = f"{self._done} of {total} {self._unit}"
+        if self._tty:
+            filled = int(round(30 * fraction))
+            bar = "#" * filled + " " * (30 - filled)
+            self._write(f"\r[{bar}] {100 * fraction:3.0f}% {counts} | {elapsed:.0f} s")
+        else:
+            self._write(f"progress: {counts} ({100 * fraction:.0f}%), {elapsed:.0f} s\n")
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self._stream.write(text)
+            self._stream.flush()
+
+
+def _open_result(path: str) -> Any:
+    if _url_scheme(path) is None and not os.path.exists(path):
         raise click.BadParameter(
             f"no Zarr store at {path!r}; pass the --out path of 'trackoff run'", param_hint="RESULT"
         )
@@ -316,10 +766,10 @@ def _open_result(path: str) -> Any:
     return ds
 
 
-def _write_csv(store: str, csv_path: str) -> None:
+def _write_csv(store: str, csv_path: str, *, mode: str, protect: Sequence[str]) -> None:
     from .writers import to_csv
 
-    to_csv(_open_result(store), csv_path)
+    to_csv(_open_result(store), csv_path, mode=mode, protect=tuple(protect))
 
 
 def _summary(store: str) -> str:
@@ -366,6 +816,9 @@ def info(result: str) -> None:
       trackoff info result.zarr
     """  # noqa: D301 (click's \b needs a real backspace)
     click.echo(_summary(result))
+    warning = _edge_warning(_open_result(result))
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 FIGURES = ("velocity", "score", "histogram", "comparison")
@@ -464,16 +917,31 @@ def plot(
     "out_dir",
     default="demo_output",
     show_default=True,
-    help="Folder for offsets.zarr and offsets.png.",
+    type=click.Path(file_okay=False),
+    help="Folder for offsets.zarr and offsets.png; an earlier demo's are replaced.",
 )
 @click.option("--size", default=1024, show_default=True, help="Image edge in pixels.")
-@click.option("--method", default="cnn", show_default=True, help="Matcher to run.")
+@click.option(
+    "--method",
+    default="cnn",
+    show_default=True,
+    type=click.Choice(["ncc", "cnn", "classifier"]),
+    help="Matcher to run.",
+)
 @click.option("--seed", default=42, show_default=True, help="Seed of the generated pair.")
 @_debug_option
 def demo(out_dir: str, size: int, method: str, seed: int) -> None:
-    """Track a generated SAR-like glacier pair and score it against the known motion."""
-    from .demo import run_demo
+    """Track a generated SAR-like glacier pair and score it against the known motion.
 
+    Writes OUT/offsets.zarr (readable by 'trackoff info' and 'trackoff plot')
+    and OUT/offsets.png. Running the demo again replaces its own earlier
+    output, never a folder or file it did not write.
+    """
+    from .demo import demo_paths, run_demo
+
+    _session().targets.append(str(demo_paths(out_dir)[0]))
+    if method in _TENSORFLOW_METHODS:
+        _import_tensorflow_quietly()
     click.echo(f"generating a {size} x {size} speckled glacier pair (seed {seed}) ...")
     result = run_demo(out_dir, size=size, method=method, seed=seed)
     ds = result.dataset
@@ -489,9 +957,10 @@ def demo(out_dir: str, size: int, method: str, seed: int) -> None:
 @click.option(
     "--out",
     "out_dir",
-    default=None,
+    default="trackoff_weights",
+    show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for the weights and their JSON [default: the package's own].",
+    help="Folder for the weights and their JSON (never the installed package's own).",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of data, weights and order.")
 @click.option(
@@ -509,19 +978,21 @@ def demo(out_dir: str, size: int, method: str, seed: int) -> None:
     help="Generated scenes for the confidence calibration.",
 )
 @_debug_option
-def train(out_dir: str | None, seed: int, steps: int, calibration_scenes: int) -> None:
+def train(out_dir: str, seed: int, steps: int, calibration_scenes: int) -> None:
     """Train the shared CNN matcher on generated pairs, then calibrate its confidence.
 
     \b
     Reproduces the shipped weights (same seed, steps and library versions):
-      trackoff train --seed 0 --steps 3000
+      trackoff train --seed 0 --steps 3000 --out trackoff_weights
+    then use them with offsets(..., weights="trackoff_weights/trackoff_cnn_v1.weights.h5").
     Takes about 15 minutes on 2 CPU cores; needs TensorFlow (pip install 'trackoff_xr[cnn]').
     """  # noqa: D301 (click's \b needs a real backspace)
-    from .cnn.features import DEFAULT_WEIGHTS
-    from .cnn.train import build_model
+    from .cnn.train import build_model, check_out_folder
 
+    check_out_folder(out_dir)
+    _import_tensorflow_quietly()
     weights = build_model(
-        out_dir or DEFAULT_WEIGHTS.parent,
+        out_dir,
         seed=seed,
         steps=steps,
         calibration_scenes=calibration_scenes,
@@ -596,17 +1067,28 @@ def s1_download(items: tuple[str, ...], directory: str, token: str | None) -> No
         click.echo(str(path))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI; user errors print one line and exit with status 2.
+
+    Ctrl-C (or SIGTERM) removes the partial output, prints one line and
+    ends the process at once with status 130 (143 for SIGTERM): dask's
+    worker threads still finishing a block are not waited for.
 
     Parameters
     ----------
-    argv : list of str, optional
+    argv : sequence of str, optional
         Arguments (default: ``sys.argv[1:]``).
     """
-    _STATE["debug"] = False
+    # before anything imports TensorFlow: no C++ INFO/WARNING lines
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    session = _Session()
+    args = list(sys.argv[1:] if argv is None else argv)
+    restore_sigterm = _raise_on_sigterm()
     try:
-        cli.main(args=argv, prog_name="trackoff", standalone_mode=False)
+        with cli.make_context("trackoff", args, obj=session) as ctx:
+            cli.invoke(ctx)
+    except KeyboardInterrupt as exc:
+        _exit_interrupted(session, exc)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
@@ -616,16 +1098,21 @@ def main(argv: list[str] | None = None) -> None:
         hint = ""
         if exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"
-        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        click.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
         sys.exit(2)
     except (TrackOffError, click.ClickException, FileNotFoundError) as exc:
-        if _STATE["debug"]:
+        if session.debug:
             raise
-        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        if isinstance(exc, click.ClickException):
+            message = exc.format_message()
+        elif isinstance(exc, TrackOffError):
+            message = cli_message(str(exc))
+        else:
+            message = str(exc)
         click.echo(f"error: {_one_line(message)}", err=True)
         sys.exit(2)
     except Exception as exc:
-        if _STATE["debug"]:
+        if session.debug:
             raise
         click.echo(
             f"error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug "
@@ -633,6 +1120,89 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(1)
+    finally:
+        restore_sigterm()
+
+
+def _raise_on_sigterm() -> Any:
+    """Make SIGTERM unwind the main thread like Ctrl-C; return what restores the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(
+        signal.SIGTERM, previous if previous is not None else signal.SIG_DFL
+    )
+
+
+def _exit_interrupted(session: _Session, exc: KeyboardInterrupt) -> NoReturn:
+    """Remove the partial outputs, say so in one line and end the process now.
+
+    ``os._exit``: the interpreter would otherwise join dask's worker threads,
+    which finish the block they are on (minutes for the classifier), and a
+    second Ctrl-C would interrupt that join with a threading traceback.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):  # let the clean-up finish
+        signal.signal(sig, signal.SIG_IGN)
+    _remove_partials(session.targets)  # write_zarr may have removed them already
+    click.echo(
+        "interrupted; the partial output was removed" if session.targets else "interrupted",
+        err=True,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(143 if isinstance(exc, _Terminated) else 130)
+
+
+def _remove_partials(targets: Iterable[str]) -> list[Path]:
+    """Remove the hidden partial copies of ``targets``; twice, as threads may still write."""
+    targets = list(targets)
+    if not targets:
+        return []
+    from .writers import remove_partials
+
+    removed: list[Path] = []
+    for attempt in range(2):
+        for target in targets:
+            try:
+                removed.extend(remove_partials(target, include_own=True))
+            except Exception:  # best effort while exiting; never hide the interrupt
+                logging.getLogger("trackoff_xr").debug("removing partials", exc_info=True)
+        if attempt == 0:
+            time.sleep(0.1)
+    return removed
+
+
+#: Python argument names in messages -> the ``trackoff run`` flags that set them
+_FLAGS = {
+    "patch_size": "--patch-size",
+    "search_radius": "--search-radius",
+    "pixel_size": "--pixel-size",
+    "spacing": "--spacing",
+    "chunks": "--chunks",
+    "days": "--days",
+}
+
+
+def cli_message(message: str) -> str:
+    """Say a library message in the command line's words: flags, not Python arguments.
+
+    >>> cli_message("patch_size=4 is too small; use patch_size >= 8")
+    '--patch-size 4 is too small; use --patch-size >= 8'
+    >>> cli_message("it exists; pass mode='w' to replace it, or days= (e.g. days=12)")
+    'it exists; pass --overwrite to replace it, or --days (e.g. --days 12)'
+    """
+    text = re.sub(r"""(?<![\w.])mode=(['"])w\1""", "--overwrite", message)
+    text = re.sub(r"""(?<![\w.])mode=(['"])w-\1""", "no --overwrite", text)
+    for name, flag in _FLAGS.items():
+        text = re.sub(rf"(?<![\w.-]){name}=(?=[^\s,;.)])", f"{flag} ", text)
+        text = re.sub(rf"(?<![\w.-]){name}=", flag, text)
+        if "_" in name:  # a bare Python name ("use patch_size >= 8"), not an English word
+            text = re.sub(rf"(?<![\w.-]){name}\b", flag, text)
+    return text
 
 
 def _one_line(message: str) -> str:

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .exceptions import ProtectedOutputError
 from .synthetic import sar_pair, truth_at_points
 from .tracking import offsets
+from .writers import check_output, to_zarr
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "demo_paths", "run_demo"]
 
 
 @dataclass
@@ -65,6 +67,33 @@ def _figure(ref: xr.DataArray, ds: xr.Dataset, path: Path) -> None:
     plt.close(fig)
 
 
+def demo_paths(out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Return the demo's Zarr store and figure inside ``out_dir``.
+
+    Examples
+    --------
+    >>> [p.name for p in demo_paths("demo_output")]
+    ['offsets.zarr', 'offsets.png']
+    """
+    out = Path(out_dir)
+    return out / "offsets.zarr", out / "offsets.png"
+
+
+def _check_demo_outputs(zarr_path: Path, figure_path: Path) -> None:
+    """Refuse, before anything is computed, to replace what an earlier demo did not write.
+
+    The store is checked by :func:`trackoff_xr.writers.check_output` (only a
+    store trackoff_xr wrote is replaced); the figure is replaced only beside
+    such a store, i.e. when both come from an earlier demo.
+    """
+    check_output(zarr_path, kind="zarr", mode="w")
+    if figure_path.exists() and not zarr_path.exists():
+        raise ProtectedOutputError(
+            f"{str(figure_path)!r} exists but is not from an earlier demo (there is no "
+            f"{zarr_path.name} beside it); it is not replaced: choose another folder for the demo"
+        )
+
+
 def run_demo(
     out_dir: str | os.PathLike[str] = "demo_output",
     *,
@@ -78,7 +107,10 @@ def run_demo(
     Parameters
     ----------
     out_dir : path
-        Folder for ``offsets.zarr`` and ``offsets.png`` (created if needed).
+        Folder for ``offsets.zarr`` and ``offsets.png`` (created if needed). The
+        store and figure of an earlier demo there are replaced; a folder or
+        file the demo did not write is refused
+        (:class:`~trackoff_xr.ProtectedOutputError`) before anything is computed.
     size : int
         Image edge in pixels.
     method : str
@@ -95,8 +127,8 @@ def run_demo(
         RMSE (pixels) of the offset vectors against the known field over
         valid points, and the fraction of valid points.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    zarr_path, figure_path = demo_paths(out_dir)
+    _check_demo_outputs(zarr_path, figure_path)
     ref, sec, truth = sar_pair((size, size), max_displacement=10.0, looks=4.0, seed=seed)
     ds = offsets(
         ref.chunk(chunks),
@@ -113,8 +145,8 @@ def run_demo(
     valid = ds.valid.values
     err = np.hypot(ds.dx - ds.true_dx, ds.dy - ds.true_dy).values[valid]
     rmse = float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
-    zarr_path = out / "offsets.zarr"
-    ds.to_zarr(zarr_path, mode="w", consolidated=False)
-    figure_path = out / "offsets.png"
+    # through the project's writer: completion marker, CF attributes, atomic replace
+    to_zarr(ds, zarr_path, mode="w")
+    figure_path.parent.mkdir(parents=True, exist_ok=True)
     _figure(ref, ds, figure_path)
     return DemoResult(ds, zarr_path, figure_path, rmse, float(valid.mean()))

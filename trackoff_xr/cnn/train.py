@@ -1,8 +1,9 @@
 """Training the shared CNN matcher, reproducibly from a seed.
 
-Run ``trackoff train --seed 0 --steps 3000 --out trackoff_xr/cnn/weights``
-(or :func:`train`) to rebuild the shipped weights; :func:`fine_tune` adapts
-them to one scene, self-supervised.
+Run ``trackoff train --seed 0 --steps 3000 --out trackoff_weights`` (or
+:func:`train`) to rebuild the shipped weights in a folder of your own (the
+installed package's ``weights`` folder is never written); :func:`fine_tune`
+adapts them to one scene, self-supervised.
 
 The loss: for each example the zero-normalised cross-correlation of the
 template's features with the window's features at every integer offset
@@ -33,9 +34,49 @@ from .features import (
 )
 from .training_data import DEFAULT_SPEC, TrainingSpec, make_batch
 
-__all__ = ["correlation_surface", "fine_tune", "train"]
+__all__ = ["check_out_folder", "correlation_surface", "fine_tune", "train"]
 
 MODEL_VERSION = "trackoff_cnn_v1"
+#: where :func:`train` and :func:`build_model` write by default (relative to the current folder)
+DEFAULT_OUT = Path("trackoff_weights")
+
+
+def check_out_folder(out: str | Path) -> Path:
+    """Refuse to write weights into the installed package (its shipped weights among them).
+
+    Parameters
+    ----------
+    out : path
+        Folder asked for.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    ProtectedOutputError
+        ``out`` is, or lies inside, the trackoff_xr package folder.
+
+    Examples
+    --------
+    >>> str(check_out_folder("trackoff_weights"))
+    'trackoff_weights'
+    """
+    from ..exceptions import ProtectedOutputError
+
+    folder = Path(out)
+    package = Path(__file__).resolve().parents[1]
+    resolved = folder.resolve()
+    if resolved == package or package in resolved.parents:
+        raise ProtectedOutputError(
+            f"{str(out)!r} is inside the installed trackoff_xr package "
+            f"({DEFAULT_WEIGHTS.parent} holds the shipped weights), which is never written; "
+            f"write the weights to a folder of your own (e.g. {str(DEFAULT_OUT)!r}) and pass "
+            "the .weights.h5 file as weights= to offsets()"
+        )
+    return folder
 
 
 def correlation_surface(template_features: Any, window_features: Any) -> Any:
@@ -86,7 +127,7 @@ def _make_step(network: Any, spec: TrainingSpec, optimizer: Any, sharpness: Any)
 
 
 def train(
-    out: str | Path = DEFAULT_WEIGHTS.parent,
+    out: str | Path = DEFAULT_OUT,
     *,
     seed: int = 0,
     steps: int = 3000,
@@ -103,7 +144,8 @@ def train(
     Parameters
     ----------
     out : path
-        Folder for the weights and their metadata.
+        Folder for the weights and their metadata (default ``./trackoff_weights``);
+        never the installed package (:func:`check_out_folder`).
     seed : int
         Seeds the data generator, TensorFlow and Keras: the same seed, steps
         and versions give the same weights.
@@ -119,6 +161,7 @@ def train(
     -------
     Path of the written weights.
     """
+    check_out_folder(out)
     import keras
     import tensorflow as tf
 
@@ -276,7 +319,7 @@ def fine_tune(
 
 
 def build_model(
-    out: str | Path = DEFAULT_WEIGHTS.parent,
+    out: str | Path = DEFAULT_OUT,
     *,
     seed: int = 0,
     steps: int = 3000,
