@@ -290,7 +290,10 @@ class StagedAffineNCC:
         return {}
 
 
-def test_staged_transform_runs_once_per_chunk_and_keeps_nodata():
+@pytest.mark.parametrize("computed_inputs", [True, False], ids=["staged", "fused"])
+def test_block_transform_runs_once_per_block_and_keeps_nodata(computed_inputs):
+    """Computed inputs: features once per input chunk (staged); read-only inputs:
+    features fused into each match block, on its region plus the context."""
     from trackoff_xr.matchers import register_matcher
 
     register_matcher("staged-affine-test", StagedAffineNCC)
@@ -298,14 +301,27 @@ def test_staged_transform_runs_once_per_chunk_and_keeps_nodata():
     ref, sec = shifted_pair((300, 300), shift=(1.25, -2.5), seed=2)
     ref = ref.where((ref.y < 120) | (ref.y > 150))  # a band of nodata
     kw = dict(patch_size=32, spacing=16, search_radius=6)
-    lazy = trackoff_xr.offsets(ref.chunk(100), sec.chunk(100), method="staged-affine-test", **kw)
+    ref_d, sec_d = ref.chunk(100), sec.chunk(100)
+    if computed_inputs:  # not a plain read: blocks share its chunks
+        ref_d, sec_d = ref_d * 1.0, sec_d * 1.0
+    lazy = trackoff_xr.offsets(ref_d, sec_d, method="staged-affine-test", **kw)
     assert not TRANSFORM_CALLS  # building computes nothing
     a = lazy.compute(scheduler="synchronous")
     b = trackoff_xr.offsets(ref, sec, method="ncc", **kw)
     _same(a, b, 1e-4)
     assert np.isnan(a.dy.values).any() and np.isfinite(a.dy.values).sum() > 100
-    # one transform per input chunk and image, each with the context as halo
-    assert sorted(TRANSFORM_CALLS) == [(106, 106)] * 18
+    blocks = lazy.dx.data.numblocks
+    if computed_inputs:  # one transform per input chunk and image, the context as halo
+        assert sorted(TRANSFORM_CALLS) == [(106, 106)] * 18
+    else:  # one per match block and image, on the block, its halo and the context
+        from trackoff_xr.blockwise import plan_axis
+
+        grid = trackoff_xr.GridSpec(**kw)
+        depth = grid.halo + StagedAffineNCC.context
+        plan = plan_axis(300, grid, 100, depth)
+        padded = [size + 2 * depth for size in plan.chunks]
+        assert len(plan.chunks) ** 2 == blocks[0] * blocks[1]
+        assert sorted(TRANSFORM_CALLS) == sorted([(h, w) for h in padded for w in padded] * 2)
 
 
 def _plain_local_normalise(image, sigma=4.0):
@@ -347,3 +363,14 @@ def test_compiled_network_with_opencv_blur_equals_the_keras_model():
     image = cnn_features.local_normalise(rng.random((150, 170)).astype(np.float32))
     keras_out = np.asarray(network(image[None, :, :, None], training=False))[0, :, :, 0]
     np.testing.assert_allclose(cnn_features.run_network(weights, image), keras_out, atol=1e-5)
+
+
+def test_network_in_strips_is_identical_to_one_call(monkeypatch):
+    rng = np.random.default_rng(5)
+    normalised = cnn_features.local_normalise(rng.random((150, 120), dtype=np.float32))
+    weights = str(cnn_features.DEFAULT_WEIGHTS)
+    monkeypatch.setattr(cnn_features, "STRIP_ROWS", 10**6)
+    whole = cnn_features.run_network(weights, normalised)
+    monkeypatch.setattr(cnn_features, "STRIP_ROWS", 37)  # strips that do not divide the rows
+    strips = cnn_features.run_network(weights, normalised)
+    np.testing.assert_allclose(strips, whole, rtol=0, atol=1e-6)

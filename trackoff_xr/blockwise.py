@@ -47,6 +47,7 @@ __all__ = [
     "transform_blockwise",
     "output_fields",
     "plan_axis",
+    "reads_privately",
 ]
 
 logger = logging.getLogger("trackoff_xr")
@@ -335,6 +336,60 @@ def transform_blockwise(array: Any, matcher: Matcher) -> Any:
     return da.Array(graph, name, chunks, dtype=np.float32)
 
 
+def reads_privately(array: Any) -> bool:
+    """Whether match blocks can each read their own region of ``array``.
+
+    True for a dask array that only reads: its chunks come straight from an
+    in-memory array or from one lazily indexed source (what
+    :func:`dask.array.from_array`, ``xarray.open_zarr`` and
+    ``rioxarray.open_rasterio`` make), so a region read by one block costs
+    one read and no upstream computation. Then no block shares an input
+    chunk with another: nothing is held between tasks, and memory is bounded
+    by the blocks in flight, not by the order the scheduler picks (with
+    shared chunks, dask's threaded scheduler held ~70 % of a 16 x 16-chunk
+    scene's input chunks at once). Arrays computed from other arrays keep
+    shared chunks, so upstream work is never repeated.
+    """
+    if array.ndim != 2:
+        return False
+    graph = array.__dask_graph__()
+    layers = getattr(graph, "layers", None)
+    if layers is None or array.name not in layers:
+        return False
+    dependencies = graph.dependencies.get(array.name, set())
+    if not dependencies:
+        return True
+    if len(dependencies) != 1:
+        return False
+    (source,) = dependencies
+    return len(layers[source]) == 1 and not graph.dependencies.get(source)
+
+
+def _private_pieces(array: Any, rows: tuple, cols: tuple) -> tuple[list, list, dict]:
+    """Tasks reading the part of ``array`` in ``rows`` x ``cols`` for one block only.
+
+    The region (clipped to the image) is sliced and optimised by dask, which
+    fuses each piece's slicing into the read of its source, so every piece
+    is one read with no shared intermediate. Returns the pieces' keys, their
+    placements in the padded block (as :func:`_neighbourhood_tasks`) and
+    their graph.
+    """
+    import dask
+
+    r0, r1 = max(rows[0], 0), min(rows[1], array.shape[0])
+    c0, c1 = max(cols[0], 0), min(cols[1], array.shape[1])
+    (region,) = dask.optimize(array[r0:r1, c0:c1])
+    edges = [np.cumsum((0,) + region.chunks[axis]) for axis in (0, 1)]
+    keys, places = [], []
+    for iy in range(len(region.chunks[0])):
+        for ix in range(len(region.chunks[1])):
+            keys.append((region.name, iy, ix))
+            dst_rows = slice(r0 - rows[0] + int(edges[0][iy]), r0 - rows[0] + int(edges[0][iy + 1]))
+            dst_cols = slice(c0 - cols[0] + int(edges[1][ix]), c0 - cols[0] + int(edges[1][ix + 1]))
+            places.append(((slice(None), slice(None)), (dst_rows, dst_cols)))
+    return keys, places, dict(region.__dask_graph__())
+
+
 def _target_chunks(array: Any, default: int) -> tuple[int, int]:
     chunks = getattr(array, "chunks", None)
     if not chunks:
@@ -382,27 +437,33 @@ def match_blockwise(
 
     shape = tuple(ref.shape)
     target = _target_chunks(ref, default_chunk)
+
+    def prepare(a: Any, chunks: Any) -> da.Array:
+        # no dtype conversion here: blocks become float32 as they are assembled,
+        # so an 8-bit input chunk is never held as float32
+        return a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=chunks)
+
+    ref_d, sec_d = prepare(ref, target), prepare(sec, target)
+    # inputs read straight from a store or an in-memory array are read again
+    # by every block for its own region (private reads): no input chunk is
+    # then held between tasks, whatever order the scheduler picks
+    private = all(reads_privately(a) for a in (ref_d, sec_d))
     # a matcher with a block transform that says how many channels it makes
-    # gets its features computed once per chunk (transform_blockwise);
-    # otherwise each match block is transformed with the extra context
-    staged = bool(_context(matcher)) and hasattr(matcher, "channels")
+    # gets its features computed once per input chunk (transform_blockwise)
+    # when inputs are shared; otherwise each match block is transformed with
+    # the extra context (features fused into the match task)
+    staged = bool(_context(matcher)) and hasattr(matcher, "channels") and not private
     depth = grid.halo + (0 if staged else _context(matcher))
     plans = (
         plan_axis(shape[0], grid, target[0], depth),
         plan_axis(shape[1], grid, target[1], depth),
     )
     logger.debug(
-        "blockwise plan: blocks %s, points per block %s",
+        "blockwise plan: blocks %s, points per block %s, private reads %s",
         (plans[0].chunks, plans[1].chunks),
         (plans[0].points, plans[1].points),
+        private,
     )
-
-    def prepare(a: Any) -> da.Array:
-        if not isinstance(a, da.Array):
-            a = da.from_array(np.asarray(a), chunks=(plans[0].chunks, plans[1].chunks))
-        return a.astype(np.float32)
-
-    ref_d, sec_d = prepare(ref), prepare(sec)
     if staged:
         ref_d, sec_d = transform_blockwise(ref_d, matcher), transform_blockwise(sec_d, matcher)
     fields = len(output_fields(matcher))
@@ -419,18 +480,22 @@ def match_blockwise(
         for bx in range(len(plans[1].chunks)):
             x0 = plans[1].chunk_starts[bx] - depth
             x1 = plans[1].chunk_starts[bx] + plans[1].chunks[bx] + depth
-            keys, places = zip(
-                *(_neighbourhood_tasks(a, (y0, y1), (x0, x1)) for a in (ref_d, sec_d)),
-                strict=True,
-            )
+            pieces = []
+            for a in (ref_d, sec_d):
+                if private:
+                    keys, places, reads = _private_pieces(a, (y0, y1), (x0, x1))
+                    dsk.update(reads)
+                else:
+                    keys, places = _neighbourhood_tasks(a, (y0, y1), (x0, x1))
+                pieces.append((keys, places))
             first = (_origin(plans[0], by, grid, depth), _origin(plans[1], bx, grid, depth))
             count = (plans[0].points[by], plans[1].points[bx])
             dsk[(name, by, bx, 0)] = (
                 _match_region,
-                keys[0],
-                keys[1],
-                places[0],
-                places[1],
+                pieces[0][0],
+                pieces[1][0],
+                pieces[0][1],
+                pieces[1][1],
                 (y1 - y0, x1 - x0),
                 grid,
                 matcher,
@@ -438,6 +503,7 @@ def match_blockwise(
                 count,
                 staged,
             )
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[ref_d, sec_d])
+    inputs = [] if private else [ref_d, sec_d]
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=inputs)
     chunks = (plans[0].points, plans[1].points, (fields,))
     return da.Array(graph, name, chunks, dtype=np.float32)
