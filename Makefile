@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ncc.py
 	$(BIN)/python benchmarks/bench_cnn.py
 	$(BIN)/python benchmarks/bench_memory.py
+	$(BIN)/python benchmarks/bench_scene.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check trackoff_xr tests benchmarks examples
