@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import trackoff_xr
 from trackoff_xr import InvalidParameterError
@@ -291,7 +292,7 @@ class StagedAffineNCC:
 
 
 @pytest.mark.parametrize("computed_inputs", [True, False], ids=["staged", "fused"])
-def test_block_transform_runs_once_per_block_and_keeps_nodata(computed_inputs):
+def test_block_transform_runs_once_per_block_and_keeps_nodata(computed_inputs, tmp_path):
     """Computed inputs: features once per input chunk (staged); read-only inputs:
     features fused into each match block, on its region plus the context."""
     from trackoff_xr.matchers import register_matcher
@@ -301,7 +302,9 @@ def test_block_transform_runs_once_per_block_and_keeps_nodata(computed_inputs):
     ref, sec = shifted_pair((300, 300), shift=(1.25, -2.5), seed=2)
     ref = ref.where((ref.y < 120) | (ref.y > 150))  # a band of nodata
     kw = dict(patch_size=32, spacing=16, search_radius=6)
-    ref_d, sec_d = ref.chunk(100), sec.chunk(100)
+    xr.Dataset({"ref": ref, "sec": sec}).chunk(100).to_zarr(tmp_path / "p.zarr", zarr_format=2)
+    pair = xr.open_zarr(tmp_path / "p.zarr")
+    ref_d, sec_d = pair.ref, pair.sec  # plain reads from a store: private per block
     if computed_inputs:  # not a plain read: blocks share its chunks
         ref_d, sec_d = ref_d * 1.0, sec_d * 1.0
     lazy = trackoff_xr.offsets(ref_d, sec_d, method="staged-affine-test", **kw)
