@@ -106,8 +106,8 @@ def process_pair(
     components = ("vx", "vy", "v") if "vx" in ds else ("v_range", "v_azimuth", "v")
     return {
         "zarr": to_zarr(ds, out / "velocity.zarr", mode="w"),
-        "geotiff": to_geotiff(ds, out / "geotiff", variables=(*components, "score")),
-        "csv": to_csv(ds, out / "points.csv"),
+        "geotiff": to_geotiff(ds, out / "geotiff", variables=(*components, "score"), mode="w"),
+        "csv": to_csv(ds, out / "points.csv", mode="w"),
         "dataset": ds,
     }
 

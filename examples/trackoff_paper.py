@@ -33,6 +33,7 @@ import trackoff_xr
 from trackoff_xr import plot
 from trackoff_xr.classifier import filter_probability
 from trackoff_xr.velocity import velocity
+from trackoff_xr.writers import save_figure
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glacier_synthetic"
 
@@ -55,11 +56,11 @@ def run(reference: Path, secondary: Path, out: Path, *, preset: str = "fast",
     seconds = time.perf_counter() - start
     raw = velocity(raw, days=1.0, pixel_size=1.0)
     kept = filter_probability(raw, threshold=threshold, sigmas=sigmas).compute()
-    csv = trackoff_xr.to_csv(kept, out / f"{name}_results.csv")
+    csv = trackoff_xr.to_csv(kept, out / f"{name}_results.csv", mode="w")  # replaces only its own
     for tag, fig in (("velocity", plot.velocity_map(kept, ref)),
                      ("score", plot.score_map(raw)),
                      ("filter", plot.filter_comparison(raw, kept))):
-        fig.savefig(out / f"{name}_{tag}.png", dpi=150)
+        save_figure(fig, out / f"{name}_{tag}.png", mode="w", dpi=150)
     measured = np.isfinite(raw.dx.values)
     return {
         "grid_points": int(raw.dx.size),

@@ -7,7 +7,9 @@ interrupts (SIGINT/SIGTERM), the demo and train outputs, progress in grid points
 
 from __future__ import annotations
 
+import importlib
 import io
+import json
 import os
 import re
 import signal
@@ -453,3 +455,226 @@ def test_train_defaults_to_a_folder_in_the_current_directory():
     assert not Path(training.DEFAULT_OUT).is_absolute()
     with pytest.raises(Exception, match="never written"):
         training.train(Path(training.__file__).parent / "weights", steps=1)
+
+
+# -- plot, s1 search and train: the same rule -------------------------------------------------
+
+
+def _users_png(path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (5, 4), (0, 90, 200)).save(path)
+
+
+@pytest.fixture
+def plot_folder(user_folder):
+    """The user folder with a small result store ``r.zarr`` in it."""
+    to_zarr(_lazy_offsets(shape=(128, 128), chunks=(128, 128)), user_folder / "r.zarr")
+    return user_folder
+
+
+PLOT = ("--figure", "histogram", "--background", "none", "--dpi", "30")
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["plain", "overwrite"])
+def test_plot_never_replaces_a_users_png(plot_folder, overwrite, capsys):
+    _users_png(plot_folder / "fig.png")
+    (plot_folder / "figs").mkdir()
+    _users_png(plot_folder / "figs" / "score_map.png")  # one of the folder's figures
+    before = snapshot(plot_folder)
+    flags = ["--overwrite"] * overwrite
+    assert run_main("plot", "r.zarr", "--out", "fig.png", *PLOT, *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "fig.png" in err, err
+    # a folder: every figure is checked before any is written
+    assert run_main("plot", "r.zarr", "--out", "figs", "--dpi", "30", *flags) == 2
+    assert "score_map.png" in capsys.readouterr().err
+    assert snapshot(plot_folder) == before
+
+
+def test_plot_replaces_its_own_png_only_with_overwrite(plot_folder, capsys):
+    from PIL import Image
+
+    assert run_main("plot", "r.zarr", "--out", "fig.png", *PLOT, "-q") == 0
+    with Image.open(plot_folder / "fig.png") as image:
+        assert image.text["Software"].startswith("trackoff_xr ")
+        first_size = image.size
+    before = snapshot(plot_folder)
+    capsys.readouterr()
+    assert run_main("plot", "r.zarr", "--out", "fig.png", *PLOT) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "mode=" not in err and err.count("\n") == 1, err
+    assert snapshot(plot_folder) == before
+    assert run_main("plot", "r.zarr", "--out", "fig.png", *PLOT, "--dpi", "60", "--overwrite") == 0
+    with Image.open(plot_folder / "fig.png") as image:
+        assert image.size == (2 * first_size[0], 2 * first_size[1])
+    assert not [p for p in os.listdir(plot_folder) if p.endswith(".partial")]
+
+
+@pytest.fixture
+def asf_search_calls(monkeypatch):
+    """``asf_search.search`` answering with the recorded ASF search; the calls made."""
+    asf_search = pytest.importorskip("asf_search")
+    from .test_s1_search import recorded_results
+
+    calls = []
+    monkeypatch.setattr(asf_search, "search", lambda **kw: calls.append(kw) or recorded_results())
+    return calls
+
+
+S1_SEARCH = ("s1", "search", "--bbox", "-50.2", "69.05", "-49.4", "69.25", "--start",
+             "2021-03-01", "--end", "2021-04-01", "--gap", "12")
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["plain", "overwrite"])
+def test_s1_search_never_replaces_a_users_file(user_folder, asf_search_calls, overwrite, capsys):
+    (user_folder / "pairs.csv").write_text("reference,secondary\nmy,own pairs\n")
+    before = snapshot(user_folder)
+    for out in ("pairs.csv", "ref.tif", "notes.txt"):
+        code = run_main(*S1_SEARCH, "--out", out, *(["--overwrite"] * overwrite))
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+        assert out in err and "did not write" in err, err
+    assert snapshot(user_folder) == before
+    assert asf_search_calls == []  # refused before searching
+
+
+def test_s1_search_replaces_its_own_table_only_with_overwrite(user_folder, asf_search_calls,
+                                                            capsys):
+    from trackoff_xr.writers import TABLE_COLUMNS
+
+    assert run_main(*S1_SEARCH, "--out", "pairs.csv") == 0
+    lines = (user_folder / "pairs.csv").read_text().splitlines()
+    assert lines[0] == ",".join(TABLE_COLUMNS["s1_pairs"]) and len(lines) > 1
+    before = snapshot(user_folder)
+    capsys.readouterr()
+    assert run_main(*S1_SEARCH, "--out", "pairs.csv") == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "mode=" not in err and err.count("\n") == 1, err
+    assert snapshot(user_folder) == before
+    assert run_main(*S1_SEARCH, "--out", "pairs.csv", "--scenes", "--overwrite") == 0
+    header = (user_folder / "pairs.csv").read_text().splitlines()[0]
+    assert header == ",".join(TABLE_COLUMNS["s1_scenes"])
+
+
+def test_s1_search_writes_an_empty_table_it_recognises(user_folder, monkeypatch):
+    pytest.importorskip("asf_search")
+    from trackoff_xr import s1
+
+    from .test_s1_search import recorded_results
+
+    monkeypatch.setattr(s1._asf(), "search", lambda **kw: recorded_results())
+    assert run_main(*S1_SEARCH[:-1], "100", "--out", "none.csv") == 0  # no pair 100 days apart
+    assert run_main(*S1_SEARCH[:-1], "100", "--out", "none.csv", "--overwrite") == 0
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """``trackoff train`` without TensorFlow: training fails the test if it starts."""
+    training = importlib.import_module("trackoff_xr.cnn.train")
+
+    def build_model(*args, **kwargs):
+        raise AssertionError("training started before the output was checked")
+
+    monkeypatch.setattr(training, "build_model", build_model)
+    monkeypatch.setattr(cli, "_import_tensorflow_quietly", lambda: None)
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["plain", "overwrite"])
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"trackoff_cnn_v1.weights.h5": b"my weights"},
+        {"trackoff_cnn_v1.json": b'{"version": "trackoff_cnn_v1"}'},
+        {"trackoff_cnn_v1.weights.h5": b"my weights", "trackoff_cnn_v1.json": b"{}"},
+    ],
+    ids=["weights", "json", "both"],
+)
+def test_train_never_replaces_a_users_files(user_folder, no_training, files, overwrite, capsys):
+    out = user_folder / "trackoff_weights"
+    out.mkdir()
+    for name, content in files.items():
+        (out / name).write_bytes(content)
+    before = snapshot(user_folder)
+    code = run_main("train", "--steps", "1", *(["--overwrite"] * overwrite))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "did not write" in err
+    assert snapshot(user_folder) == before
+
+
+def test_train_replaces_its_own_weights_only_with_overwrite(user_folder, monkeypatch, capsys):
+    training = importlib.import_module("trackoff_xr.cnn.train")
+    from trackoff_xr.writers import save_weights
+
+    modes = []
+
+    def build_model(out, *, seed, steps, calibration_scenes, mode="w-"):  # tiny files, ours
+        modes.append(mode)
+        path = Path(out) / "trackoff_cnn_v1.weights.h5"
+        return save_weights(lambda p: Path(p).write_bytes(b"%d" % seed), {}, path, mode=mode)
+
+    monkeypatch.setattr(training, "build_model", build_model)
+    monkeypatch.setattr(cli, "_import_tensorflow_quietly", lambda: None)
+    assert run_main("train", "--out", "w", "--seed", "1") == 0
+    before = snapshot(user_folder)
+    capsys.readouterr()
+    assert run_main("train", "--out", "w", "--seed", "2") == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "mode=" not in err and err.count("\n") == 1, err
+    assert modes == ["w-"]  # refused before training
+    assert snapshot(user_folder) == before
+    assert run_main("train", "--out", "w", "--seed", "2", "--overwrite") == 0
+    assert modes == ["w-", "w"]
+    assert (user_folder / "w" / "trackoff_cnn_v1.weights.h5").read_bytes() == b"2"
+
+
+def test_train_api_checks_before_training_and_replaces_only_its_own(tmp_path):
+    pytest.importorskip("tensorflow")
+    from trackoff_xr.cnn.train import train
+    from trackoff_xr.cnn.training_data import TrainingSpec
+    from trackoff_xr.exceptions import OutputExistsError, ProtectedOutputError
+
+    def no_batches(rng, n):
+        raise AssertionError("training started before the output was checked")
+
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "trackoff_cnn_v1.weights.h5").write_bytes(b"my weights")
+    before = snapshot(user)
+    for mode in ("w-", "w"):
+        with pytest.raises(ProtectedOutputError, match="did not write"):
+            train(user, steps=1, batch_source=no_batches, mode=mode)
+    assert snapshot(user) == before
+
+    spec = TrainingSpec(patch=24, radius=3, max_shift=2.0, scene=96)
+    kw = dict(steps=1, batch_size=2, spec=spec, log_every=0)
+    weights = train(tmp_path / "w", seed=1, **kw)
+    meta = json.loads(weights.with_name("trackoff_cnn_v1.json").read_text())
+    assert meta["software"] == "trackoff_xr" and meta["training"]["seed"] == 1
+    with pytest.raises(OutputExistsError, match="mode='w'"):
+        train(tmp_path / "w", batch_source=no_batches, **kw)
+    train(tmp_path / "w", seed=2, mode="w", **kw)
+    meta = json.loads(weights.with_name("trackoff_cnn_v1.json").read_text())
+    assert meta["training"]["seed"] == 2
+    assert sorted(p.name for p in weights.parent.iterdir()) == [
+        "trackoff_cnn_v1.json", "trackoff_cnn_v1.weights.h5"
+    ]
+
+
+def test_demo_marks_its_png_and_never_replaces_a_users_png(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    args = ("demo", "--out", "d", "--size", "256", "--method", "ncc")
+    assert run_main(*args) == 0
+    figure = tmp_path / "d" / "offsets.png"
+    with Image.open(figure) as image:
+        assert image.text["Software"].startswith("trackoff_xr ")
+    _users_png(figure)  # the user's own figure, beside the demo's store
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    assert run_main(*args) == 2
+    err = capsys.readouterr().err
+    assert "offsets.png" in err and "did not write" in err and err.count("\n") == 1, err
+    assert snapshot(tmp_path) == before

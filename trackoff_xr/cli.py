@@ -831,7 +831,8 @@ FIGURES = ("velocity", "score", "histogram", "comparison")
     "out",
     default="figures",
     show_default=True,
-    help="Folder for the PNGs, or a .png file with one --figure.",
+    help="Folder for the PNGs, or a .png file with one --figure. An existing PNG is "
+    "refused unless --overwrite is given.",
 )
 @click.option(
     "--figure",
@@ -849,20 +850,33 @@ FIGURES = ("velocity", "score", "histogram", "comparison")
     "image, when the file is still there; 'none' for no image).",
 )
 @click.option("--dpi", default=110, show_default=True, type=click.IntRange(min=20))
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace existing PNGs that trackoff drew; any other file is never replaced.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the files written.")
 @_debug_option
 def plot(
-    result: str, out: str, figures: tuple[str, ...], background: str | None, dpi: int, quiet: bool
+    result: str,
+    out: str,
+    figures: tuple[str, ...],
+    background: str | None,
+    dpi: int,
+    overwrite: bool,
+    quiet: bool,
 ) -> None:
     """Draw PNG figures of a RESULT store written by 'trackoff run'.
 
     Writes velocity_map.png (motion over the reference image), score_map.png,
     offset_histogram.png and, for an unfiltered result, filter_comparison.png
-    (what the default filters would remove).
+    (what the default filters would remove). An existing PNG is replaced
+    only with --overwrite, and only if trackoff drew it.
 
     \b
     Examples:
       trackoff plot result.zarr --out figures/
+      trackoff plot result.zarr --out figures/ --overwrite   # redraw
       trackoff demo --out demo_output && \\
           trackoff plot demo_output/offsets.zarr --figure velocity --out docs/figures/demo.png
     """  # noqa: D301 (click's \b needs a real backspace)
@@ -870,7 +884,9 @@ def plot(
 
     from . import plot as plots
     from .filters import filter_offsets
+    from .writers import check_output, save_figure
 
+    mode = "w" if overwrite else "w-"
     ds = _open_result(result)
     wanted = FIGURES if "all" in figures else tuple(dict.fromkeys(figures))
     single_file = out.lower().endswith(".png")
@@ -880,6 +896,10 @@ def plot(
             "asked for; pick one with --figure, or give a folder",
             param_hint="--out",
         )
+    named = (result, background, ds.attrs.get("reference_image"))
+    protect = tuple(p for p in named if p and p.lower() != "none")
+    if single_file:  # refused before anything is drawn
+        check_output(out, kind="figure", mode=mode, protect=protect)
     image = None
     if "velocity" in wanted:
         path = background if background is not None else ds.attrs.get("reference_image")
@@ -904,9 +924,10 @@ def plot(
         paths = {name: Path(out) for name in made}
     else:
         paths = {name: Path(out) / f"{name}.png" for name in made}
+    for path in paths.values():  # every file checked before any is written
+        check_output(path, kind="figure", mode=mode, protect=protect)
     for name, fig in made.items():
-        paths[name].parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(paths[name], dpi=dpi)
+        save_figure(fig, paths[name], mode=mode, protect=protect, dpi=dpi)
         if not quiet:
             click.echo(f"wrote {paths[name]}")
 
@@ -960,7 +981,8 @@ def demo(out_dir: str, size: int, method: str, seed: int) -> None:
     default="trackoff_weights",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for the weights and their JSON (never the installed package's own).",
+    help="Folder for the weights and their JSON (never the installed package's own). "
+    "Existing weights there are refused unless --overwrite is given.",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of data, weights and order.")
 @click.option(
@@ -977,8 +999,13 @@ def demo(out_dir: str, size: int, method: str, seed: int) -> None:
     type=click.IntRange(min=2),
     help="Generated scenes for the confidence calibration.",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace weights (and their JSON) that trackoff train wrote; other files never.",
+)
 @_debug_option
-def train(out_dir: str, seed: int, steps: int, calibration_scenes: int) -> None:
+def train(out_dir: str, seed: int, steps: int, calibration_scenes: int, overwrite: bool) -> None:
     """Train the shared CNN matcher on generated pairs, then calibrate its confidence.
 
     \b
@@ -986,16 +1013,20 @@ def train(out_dir: str, seed: int, steps: int, calibration_scenes: int) -> None:
       trackoff train --seed 0 --steps 3000 --out trackoff_weights
     then use them with offsets(..., weights="trackoff_weights/trackoff_cnn_v1.weights.h5").
     Takes about 15 minutes on 2 CPU cores; needs TensorFlow (pip install 'trackoff_xr[cnn]').
+    Existing weights in OUT are replaced only with --overwrite, and only if
+    their JSON says trackoff wrote them; this is checked before training.
     """  # noqa: D301 (click's \b needs a real backspace)
-    from .cnn.train import build_model, check_out_folder
+    from .cnn.train import build_model, check_weights_output
 
-    check_out_folder(out_dir)
+    mode = "w" if overwrite else "w-"
+    check_weights_output(out_dir, mode=mode)  # before minutes of training
     _import_tensorflow_quietly()
     weights = build_model(
         out_dir,
         seed=seed,
         steps=steps,
         calibration_scenes=calibration_scenes,
+        mode=mode,
     )
     click.echo(f"wrote {weights} and its .json")
 
@@ -1022,23 +1053,38 @@ def s1() -> None:
               help="Wanted time gap in days between paired scenes (repeatable: 6, 12, 24).")
 @click.option("--scenes", "scenes_only", is_flag=True, help="List scenes instead of pairs.")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
-              help="Also write the table as CSV (input for 'trackoff s1 download').")
+              help="Also write the table as CSV (input for 'trackoff s1 download'). An "
+              "existing file is refused unless --overwrite is given.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --out table that trackoff wrote; any other file never.")
 @_debug_option
 def s1_search(bbox: tuple[float, ...] | None, wkt: str | None, start: str, end: str,
-              gaps: tuple[float, ...], scenes_only: bool, out: str | None) -> None:
-    """Search scenes over an area and date range and pair them on one orbit and frame."""
+              gaps: tuple[float, ...], scenes_only: bool, out: str | None,
+              overwrite: bool) -> None:
+    """Search scenes over an area and date range and pair them on one orbit and frame.
+
+    An existing --out file is replaced only with --overwrite, and only if it
+    is a table trackoff wrote (checked before searching).
+    """
     from . import s1 as s1_api
+    from .writers import TABLE_COLUMNS, check_output, write_table
 
     if (bbox is None) == (wkt is None):
         raise click.UsageError("give the area as exactly one of --bbox W S E N or --wkt WKT")
+    mode = "w" if overwrite else "w-"
+    if out:
+        check_output(out, kind="table", mode=mode)
     scenes = s1_api.search_scenes(bbox if bbox is not None else wkt, start, end)
     table = scenes if scenes_only else s1_api.find_pairs(scenes, gaps)
+    if not len(table):  # an empty table keeps its header: the file stays recognisable
+        kind = "s1_scenes" if scenes_only else "s1_pairs"
+        table = table.reindex(columns=list(TABLE_COLUMNS[kind]))
     columns = ([c for c in ("scene", "start", "relative_orbit", "frame", "flight_direction")
                 if c in table] if scenes_only else
                ["reference", "secondary", "days", "relative_orbit", "frame"])
     click.echo(table[columns].to_string(index=False) if len(table) else "nothing found")
     if out:
-        table.to_csv(out, index=False)
+        write_table(table, out, mode=mode)
         click.echo(f"wrote {len(table)} rows to {out}")
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .exceptions import ProtectedOutputError
 from .synthetic import sar_pair, truth_at_points
 from .tracking import offsets
-from .writers import check_output, to_zarr
+from .writers import check_output, save_figure, to_zarr
 
 __all__ = ["DemoResult", "demo_paths", "run_demo"]
 
@@ -63,8 +62,10 @@ def _figure(ref: xr.DataArray, ds: xr.Dataset, path: Path) -> None:
     ax.set_xlabel("column")
     ax.set_ylabel("row")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:  # marked as ours, atomic; an earlier demo's figure is replaced
+        save_figure(fig, path, mode="w")
+    finally:
+        plt.close(fig)
 
 
 def demo_paths(out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -82,16 +83,11 @@ def demo_paths(out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
 def _check_demo_outputs(zarr_path: Path, figure_path: Path) -> None:
     """Refuse, before anything is computed, to replace what an earlier demo did not write.
 
-    The store is checked by :func:`trackoff_xr.writers.check_output` (only a
-    store trackoff_xr wrote is replaced); the figure is replaced only beside
-    such a store, i.e. when both come from an earlier demo.
+    Both go through :func:`trackoff_xr.writers.check_output`: only a store
+    and a PNG trackoff_xr wrote are replaced.
     """
     check_output(zarr_path, kind="zarr", mode="w")
-    if figure_path.exists() and not zarr_path.exists():
-        raise ProtectedOutputError(
-            f"{str(figure_path)!r} exists but is not from an earlier demo (there is no "
-            f"{zarr_path.name} beside it); it is not replaced: choose another folder for the demo"
-        )
+    check_output(figure_path, kind="figure", mode="w")
 
 
 def run_demo(
@@ -147,6 +143,5 @@ def run_demo(
     rmse = float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
     # through the project's writer: completion marker, CF attributes, atomic replace
     to_zarr(ds, zarr_path, mode="w")
-    figure_path.parent.mkdir(parents=True, exist_ok=True)
     _figure(ref, ds, figure_path)
     return DemoResult(ds, zarr_path, figure_path, rmse, float(valid.mean()))

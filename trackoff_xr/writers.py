@@ -23,7 +23,10 @@ Whatever the mode, a writer never replaces
 * a plain folder or a file trackoff_xr did not write. Ours are: a Zarr store
   whose root attributes hold ``trackoff_write_complete`` (complete or
   interrupted), a CSV whose header is exactly :data:`CSV_COLUMNS`, a GeoTIFF
-  carrying the ``TRACKOFF_XR_WRITER`` tag;
+  carrying the ``TRACKOFF_XR_WRITER`` tag, a PNG figure whose ``Software``
+  text names trackoff_xr (:func:`save_figure`), a search table whose header
+  is one of :data:`TABLE_COLUMNS` (:func:`write_table`), CNN weights whose
+  JSON holds ``"software": "trackoff_xr"`` (:func:`save_weights`);
 * a path passed in ``protect`` (the run's inputs, and the
   ``reference_image``/``secondary_image`` attributes of the Dataset), nor a
   folder holding one, compared after resolving symbolic links and relative
@@ -72,6 +75,8 @@ from .exceptions import (  # noqa: F401
 __all__ = [
     "COMPLETE_ATTR",
     "CSV_COLUMNS",
+    "SOFTWARE",
+    "TABLE_COLUMNS",
     "TIFF_TAG",
     "IncompleteStoreError",
     "OutputExistsError",
@@ -80,17 +85,50 @@ __all__ = [
     "open_zarr",
     "prepare_dataset",
     "remove_partials",
+    "save_figure",
+    "save_weights",
     "to_csv",
     "to_geotiff",
     "to_zarr",
+    "weights_json",
+    "write_table",
+    "write_weights_meta",
 ]
 
 COMPLETE_ATTR = "trackoff_write_complete"
 CSV_COLUMNS = ("no", "x", "y", "dX", "dY", "dX_m", "dY_m", "dmax", "dmax_m", "vel", "probab")
 TIFF_TAG = "TRACKOFF_XR_WRITER"
+#: marks the PNGs (``Software`` text chunk) and weights JSONs (``software`` key) written here
+SOFTWARE = "trackoff_xr"
+#: the tables ``trackoff s1 search --out`` writes: a CSV with one of these headers is ours
+TABLE_COLUMNS = {
+    "s1_scenes": (
+        "scene", "start", "stop", "relative_orbit", "frame", "flight_direction",
+        "polarization", "platform", "url", "file_name", "bytes", "md5sum", "geometry",
+    ),
+    "s1_pairs": (
+        "reference", "secondary", "ref_start", "sec_start", "days", "gap", "relative_orbit",
+        "frame", "flight_direction", "ref_url", "sec_url", "ref_file_name", "sec_file_name",
+        "ref_bytes", "sec_bytes", "ref_md5sum", "sec_md5sum",
+    ),
+}  # fmt: skip
 
 _CSV_HEADER = ",".join(CSV_COLUMNS)
-_KINDS = ("zarr", "csv", "geotiff")
+_HEADERS = {
+    "csv": frozenset({_CSV_HEADER}),
+    "table": frozenset(",".join(c) for c in TABLE_COLUMNS.values()),
+}
+_KINDS = ("zarr", "csv", "geotiff", "figure", "table", "weights")
+#: kinds written by libraries that write local files only (GDAL, matplotlib, Keras)
+_LOCAL_ONLY = {
+    "geotiff": "to_geotiff cannot write to the URL {shown!r}: GDAL writes GeoTIFFs to local "
+    "files; write to a local folder, then upload it",
+    "figure": "cannot save a figure to the URL {shown!r}: figures are written to local "
+    "files; save it to a local path, then upload it",
+    "weights": "cannot save weights to the URL {shown!r}: Keras writes weights to local "
+    "files; write them to a local folder, then upload them",
+}
+_WEIGHTS_SUFFIX = ".weights.h5"
 _MODES = ("w-", "w")
 _PARTIAL_SUFFIXES = (".partial", ".old")
 _PARTIAL_MIDDLE = re.compile(r"(\d+)\.([A-Za-z0-9_]+)")
@@ -248,6 +286,80 @@ def _tiff_is_ours(path: Path) -> bool:
         return False
 
 
+def _png_is_ours(path: Path) -> bool:
+    """Whether ``path`` is a PNG whose ``Software`` text chunk names trackoff_xr."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                if image.format != "PNG":
+                    return False
+                text = dict(getattr(image, "text", None) or image.info)
+    except Exception:  # not an image PIL can read: not ours
+        return False
+    software = str(text.get("Software", ""))
+    return software == SOFTWARE or software.startswith(f"{SOFTWARE} ")
+
+
+def _json_is_ours(path: Path) -> bool:
+    """Whether ``path`` is a weights JSON whose ``software`` key names trackoff_xr."""
+    try:
+        meta = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("software") == SOFTWARE
+
+
+def weights_json(weights: str | os.PathLike[str]) -> Path:
+    """Return the JSON beside a ``<name>.weights.h5`` file: ``<name>.json``.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``weights`` does not end with ``.weights.h5`` (Keras needs that ending).
+
+    Examples
+    --------
+    >>> weights_json("out/trackoff_cnn_v1.weights.h5").name
+    'trackoff_cnn_v1.json'
+    """
+    path = Path(os.fspath(weights))
+    if not path.name.endswith(_WEIGHTS_SUFFIX) or path.name == _WEIGHTS_SUFFIX:
+        raise InvalidParameterError(
+            f"the weights file {os.fspath(weights)!r} does not end with {_WEIGHTS_SUFFIX!r}; "
+            f"name it <name>{_WEIGHTS_SUFFIX}"
+        )
+    return path.with_name(path.name[: -len(_WEIGHTS_SUFFIX)] + ".json")
+
+
+def _file_is_ours(path: Path, kind: str) -> str | None:
+    """Describe the existing file ``path`` when trackoff_xr did not write it; None when ours."""
+    not_ours = "a file that trackoff_xr did not write"
+    if kind in _HEADERS:
+        with open(path, "rb") as handle:
+            header = _first_line(handle.read(4096))
+        if header in _HEADERS[kind]:
+            return None
+        what = "the trackoff_xr CSV header" if kind == "csv" else "a trackoff_xr table header"
+        return f"{not_ours} (its first line is not {what})"
+    if kind == "geotiff":
+        if _tiff_is_ours(path):
+            return None
+        return f"{not_ours} (not a trackoff_xr GeoTIFF: no {TIFF_TAG} tag)"
+    if kind == "figure":
+        if _png_is_ours(path):
+            return None
+        return f"{not_ours} (not a PNG whose Software text names {SOFTWARE})"
+    if kind == "weights":
+        json_path = path if path.name.endswith(".json") else weights_json(path)
+        if json_path.is_file() and _json_is_ours(json_path):
+            return None
+        return f"{not_ours} (no {json_path.name} beside it with \"software\": \"{SOFTWARE}\")"
+    return not_ours
+
+
 def _exists(t: _Target) -> bool:
     if t.path is not None:
         return os.path.lexists(t.path)
@@ -264,16 +376,8 @@ def _what(t: _Target, kind: str) -> str | None:
             if attrs is not None and COMPLETE_ATTR in attrs:
                 return None
             return f"a folder {not_ours} (it has no {COMPLETE_ATTR} attribute)"
-        if kind == "csv" and t.path.is_file():
-            with open(t.path, "rb") as handle:
-                header = _first_line(handle.read(4096))
-            if header == _CSV_HEADER:
-                return None
-            return f"a file {not_ours} (its first line is not the trackoff_xr CSV header)"
-        if kind == "geotiff" and t.path.is_file():
-            if _tiff_is_ours(t.path):
-                return None
-            return f"a file {not_ours} (not a trackoff_xr GeoTIFF: no {TIFF_TAG} tag)"
+        if kind != "zarr" and t.path.is_file():
+            return _file_is_ours(t.path, kind)
         return f"{'a folder' if isdir else 'a file'} {not_ours}"
     fs, path = t.fs, t.url_path
     if kind == "zarr":
@@ -285,9 +389,10 @@ def _what(t: _Target, kind: str) -> str | None:
         return f"a folder {not_ours}"
     with fs.open(path, "rb") as handle:
         header = _first_line(handle.read(4096))
-    if header == _CSV_HEADER:
+    if header in _HEADERS.get(kind, frozenset({_CSV_HEADER})):
         return None
-    return f"a file {not_ours} (its first line is not the trackoff_xr CSV header)"
+    what = "the trackoff_xr CSV header" if kind == "csv" else "a trackoff_xr table header"
+    return f"a file {not_ours} (its first line is not {what})"
 
 
 # -- the checks ---------------------------------------------------------------------
@@ -381,12 +486,22 @@ def _check(
     if kind not in _KINDS:
         raise InvalidParameterError(f"kind={kind!r} is not one of {_KINDS}; pass one of them")
     t = _parse(target)
-    if kind == "geotiff":
-        if not t.local:
-            raise OutputLocationError(
-                f"to_geotiff cannot write to the URL {t.shown!r}: GDAL writes GeoTIFFs to "
-                "local files; write to a local folder, then upload it"
+    if kind in _LOCAL_ONLY and not t.local:
+        raise OutputLocationError(_LOCAL_ONLY[kind].format(shown=t.shown))
+    if kind in ("figure", "weights"):
+        _check_protect(t, protected, container=False)
+        _check_location(t)
+        if kind == "weights":
+            meta = _Target(
+                str(weights_json(t.shown)), weights_json(t.path), str(weights_json(t.absolute))
             )
+            _check_protect(meta, protected, container=False)
+            _check_existing(t, kind, mode)
+            _check_existing(meta, kind, mode)
+            return t
+        _check_existing(t, kind, mode)
+        return t
+    if kind == "geotiff":
         _check_protect(t, protected, container=False)
         _check_location(t, folder=True)
         for name in _names(variables):
@@ -424,11 +539,18 @@ def check_output(
     Parameters
     ----------
     target : str or path-like
-        The store (``kind="zarr"``), file (``"csv"``) or folder (``"geotiff"``)
-        to be written: a local path or an fsspec URL.
-    kind : {"zarr", "csv", "geotiff"}
+        The store (``kind="zarr"``), file (``"csv"``, ``"table"``,
+        ``"figure"``), folder (``"geotiff"``) or ``<name>.weights.h5`` file
+        (``"weights"``, checked together with its ``<name>.json``) to be
+        written: a local path, or an fsspec URL for ``"zarr"``, ``"csv"`` and
+        ``"table"``.
+    kind : {"zarr", "csv", "geotiff", "figure", "table", "weights"}
         The writer: :func:`to_zarr`/:func:`append_pair`, :func:`to_csv`,
-        :func:`to_geotiff`.
+        :func:`to_geotiff`, :func:`save_figure` (ours: a PNG whose
+        ``Software`` text starts with ``trackoff_xr``), :func:`write_table`
+        (ours: a CSV whose header is one of :data:`TABLE_COLUMNS`),
+        :func:`save_weights` (ours: the JSON beside the weights has
+        ``"software": "trackoff_xr"``).
     mode : {"w-", "w"}, default "w-"
         ``"w-"`` refuses any existing target; ``"w"`` allows replacing one
         trackoff_xr wrote.
@@ -1276,3 +1398,228 @@ def to_csv(
         _remove(tmp)
         raise
     return Path(os.fspath(path))
+
+
+# -- figures, search tables, CNN weights ---------------------------------------------------
+
+
+def _write_file(t: _Target, kind: str, mode: str, write: Any) -> None:
+    """Write a local file atomically: ``write(partial)``, re-check ``t``, rename into place."""
+    assert t.path is not None
+    remove_partials(t.path)
+    _mkdir(t, t.path.parent)
+    tmp = _new_partial(t, directory=False)
+    try:
+        write(tmp)
+        _replace_file(tmp, t, kind, mode)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def save_figure(
+    fig: Any,
+    path: str | os.PathLike[str],
+    *,
+    mode: str = "w-",
+    protect: Any = (),
+    dpi: Any = None,
+) -> Path:
+    """Save a matplotlib figure as a PNG that trackoff_xr can later recognise as its own.
+
+    The PNG's ``Software`` text chunk says ``trackoff_xr <version>``; it is
+    written to a hidden partial sibling and renamed into place.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str or path-like
+        A local ``.png`` file; its folder is created if missing.
+    mode : {"w-", "w"}, default "w-"
+        ``"w-"`` refuses an existing file; ``"w"`` replaces a PNG saved by
+        this function. Any other file is never replaced.
+    protect : iterable of str or path-like
+        Paths (inputs) that must never be replaced.
+    dpi : float, optional
+        Resolution; default matplotlib's ``savefig.dpi``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    OutputExistsError, ProtectedOutputError, OutputLocationError
+        As :func:`check_output` with ``kind="figure"``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from matplotlib.figure import Figure
+    >>> fig = Figure(figsize=(1, 1))
+    >>> path = save_figure(fig, os.path.join(tempfile.mkdtemp(), "f.png"), dpi=20)
+    >>> save_figure(fig, path, mode="w") == path
+    True
+    """
+    from . import __version__
+
+    t = _check(path, kind="figure", mode=mode, protected=_protected(protect))
+    metadata = {"Software": f"{SOFTWARE} {__version__}"}
+    _write_file(
+        t, "figure", mode, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, metadata=metadata)
+    )
+    return Path(os.fspath(path))
+
+
+def write_table(
+    table: Any, path: str | os.PathLike[str], *, mode: str = "w-", protect: Any = ()
+) -> Path | str:
+    """Write a search table (scenes or pairs) as CSV, replacing only a table written here.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Its columns must be one of :data:`TABLE_COLUMNS` (the tables of
+        :func:`trackoff_xr.s1.search_scenes` and :func:`~trackoff_xr.s1.find_pairs`),
+        so that the file is recognised as ours later.
+    path : str or path-like
+        A local file (written to a hidden partial sibling, then renamed into
+        place) or an fsspec URL.
+    mode : {"w-", "w"}, default "w-"
+        ``"w-"`` refuses any existing file; ``"w"`` replaces a table written
+        here (its header is one of :data:`TABLE_COLUMNS`). Any other file is
+        never replaced.
+    protect : iterable of str or path-like
+        Paths (inputs) that must never be replaced.
+
+    Returns
+    -------
+    pathlib.Path or str
+        The file written (the URL, as given, for fsspec URLs).
+
+    Raises
+    ------
+    InvalidParameterError
+        The table's columns are not one of :data:`TABLE_COLUMNS`.
+    OutputExistsError, ProtectedOutputError, OutputLocationError
+        As :func:`check_output` with ``kind="table"``.
+    """
+    columns = tuple(str(c) for c in table.columns)
+    if columns not in TABLE_COLUMNS.values():
+        raise InvalidParameterError(
+            f"the table's columns {list(columns)} are not those of a search table; pass the "
+            "table of trackoff_xr.s1.search_scenes() or find_pairs() unchanged"
+        )
+    t = _check(path, kind="table", mode=mode, protected=_protected(protect))
+    if t.path is None:
+        with t.fs.open(t.url_path, "w", newline="") as handle:
+            table.to_csv(handle, index=False)
+        return t.shown
+    _write_file(t, "table", mode, lambda tmp: table.to_csv(tmp, index=False))
+    return Path(os.fspath(path))
+
+
+def _marked(meta: dict[str, Any]) -> dict[str, Any]:
+    from . import __version__
+
+    return {**meta, "software": SOFTWARE, "software_version": __version__}
+
+
+def _weights_targets(path: Any, mode: str, protect: Any) -> tuple[_Target, _Target]:
+    t = _check(path, kind="weights", mode=mode, protected=_protected(protect))
+    assert t.path is not None
+    shown = str(weights_json(t.shown))
+    return t, _Target(shown, weights_json(t.path), str(weights_json(t.absolute)))
+
+
+def save_weights(
+    save: Any,
+    meta: dict[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    mode: str = "w-",
+    protect: Any = (),
+) -> Path:
+    """Write CNN weights and their JSON, replacing only weights trackoff_xr wrote.
+
+    Both files are written to hidden partial siblings and renamed into place
+    once both are complete. The JSON gets ``"software": "trackoff_xr"`` and
+    ``"software_version"``: that is how the pair is recognised as ours.
+
+    Parameters
+    ----------
+    save : callable
+        ``save(path)`` writes the weights to the ``str`` path it is given
+        (e.g. ``network.save_weights``); the path ends with ``.weights.h5``.
+    meta : dict
+        The metadata (JSON-serialisable) written to ``<name>.json``.
+    path : str or path-like
+        The local ``<name>.weights.h5`` file.
+    mode : {"w-", "w"}, default "w-"
+        ``"w-"`` refuses an existing ``<name>.weights.h5`` or ``<name>.json``;
+        ``"w"`` replaces them when the JSON says trackoff_xr wrote them.
+    protect : iterable of str or path-like
+        Paths (inputs, e.g. the starting weights) that must never be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    OutputExistsError, ProtectedOutputError, OutputLocationError
+        As :func:`check_output` with ``kind="weights"``.
+    """
+    t, j = _weights_targets(path, mode, protect)
+    assert t.path is not None and j.path is not None
+    text = json.dumps(_marked(meta), indent=2)
+    remove_partials(t.path)
+    remove_partials(j.path)
+    _mkdir(t, t.path.parent)
+    folder = _new_partial(t, directory=True)  # Keras needs the name to end with .weights.h5
+    tmp_json: Path | None = None
+    try:
+        save(str(folder / t.path.name))
+        tmp_json = _new_partial(j, directory=False)
+        tmp_json.write_text(text)
+        _check_existing(t, "weights", mode)  # what is there may have changed while training
+        _check_existing(j, "weights", mode)
+        os.replace(folder / t.path.name, t.path)
+        os.replace(tmp_json, j.path)
+    except BaseException:
+        if tmp_json is not None:
+            _remove(tmp_json)
+        raise
+    finally:
+        _remove(folder)
+    return Path(os.fspath(path))
+
+
+def write_weights_meta(
+    meta: dict[str, Any], path: str | os.PathLike[str], *, mode: str = "w", protect: Any = ()
+) -> Path:
+    """Rewrite the JSON beside weights trackoff_xr wrote (e.g. to add their calibration).
+
+    Parameters
+    ----------
+    meta : dict
+        The new metadata; the ``software`` marker is added.
+    path : str or path-like
+        The ``<name>.weights.h5`` file; ``<name>.json`` is written, atomically.
+    mode : {"w", "w-"}, default "w"
+        As :func:`save_weights`.
+    protect : iterable of str or path-like
+        Paths that must never be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        The JSON file.
+    """
+    _, j = _weights_targets(path, mode, protect)
+    assert j.path is not None
+    text = json.dumps(_marked(meta), indent=2)
+    _write_file(j, "weights", mode, lambda tmp: tmp.write_text(text))
+    return j.path

@@ -34,7 +34,7 @@ from .features import (
 )
 from .training_data import DEFAULT_SPEC, TrainingSpec, make_batch
 
-__all__ = ["check_out_folder", "correlation_surface", "fine_tune", "train"]
+__all__ = ["check_out_folder", "check_weights_output", "correlation_surface", "fine_tune", "train"]
 
 MODEL_VERSION = "trackoff_cnn_v1"
 #: where :func:`train` and :func:`build_model` write by default (relative to the current folder)
@@ -77,6 +77,55 @@ def check_out_folder(out: str | Path) -> Path:
             "the .weights.h5 file as weights= to offsets()"
         )
     return folder
+
+
+def _protected_weights(initial_weights: str | Path | None) -> tuple[str, ...]:
+    if not initial_weights:
+        return ()
+    from ..writers import weights_json
+
+    try:
+        return (str(initial_weights), str(weights_json(initial_weights)))
+    except Exception:  # not a .weights.h5 name: Keras refuses it when loading
+        return (str(initial_weights),)
+
+
+def check_weights_output(
+    out: str | Path,
+    name: str = MODEL_VERSION,
+    *,
+    mode: str = "w-",
+    initial_weights: str | Path | None = None,
+) -> Path:
+    """Refuse, before training, weights that must not be written; return the weights path.
+
+    Parameters
+    ----------
+    out : path
+        Folder asked for (:func:`check_out_folder`: never the package).
+    name : str
+        The weights are ``<out>/<name>.weights.h5`` with ``<name>.json``.
+    mode : {"w-", "w"}, default "w-"
+        ``"w-"`` refuses existing files; ``"w"`` replaces them only when the
+        JSON says trackoff_xr wrote them.
+    initial_weights : path, optional
+        Starting weights, never replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<out>/<name>.weights.h5``.
+
+    Raises
+    ------
+    ProtectedOutputError, OutputExistsError, OutputLocationError
+        As :func:`trackoff_xr.writers.check_output` with ``kind="weights"``.
+    """
+    from ..writers import check_output
+
+    weights = check_out_folder(out) / f"{name}.weights.h5"
+    check_output(weights, kind="weights", mode=mode, protect=_protected_weights(initial_weights))
+    return weights
 
 
 def correlation_surface(template_features: Any, window_features: Any) -> Any:
@@ -138,6 +187,7 @@ def train(
     spec: TrainingSpec = DEFAULT_SPEC,
     log_every: int = 100,
     name: str = MODEL_VERSION,
+    mode: str = "w-",
 ) -> Path:
     """Train the feature network on generated pairs and write ``<name>.weights.h5`` + ``.json``.
 
@@ -156,12 +206,19 @@ def train(
     batch_source : callable, optional
         ``batch_source(rng, n) -> dict`` supplying examples; default
         :func:`~trackoff_xr.cnn.training_data.make_batch`.
+    name : str
+        Files ``<name>.weights.h5`` and ``<name>.json``.
+    mode : {"w-", "w"}, default "w-"
+        ``"w-"`` refuses existing files; ``"w"`` replaces weights trackoff_xr
+        wrote (their JSON says so), never other files. Checked before training.
 
     Returns
     -------
     Path of the written weights.
     """
-    check_out_folder(out)
+    from ..writers import save_weights
+
+    weights = check_weights_output(out, name, mode=mode, initial_weights=initial_weights)
     import keras
     import tensorflow as tf
 
@@ -197,10 +254,6 @@ def train(
                 flush=True,
             )
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = out / f"{name}.weights.h5"
-    network.save_weights(str(weights))
     meta = {
         "version": name,
         "architecture": {
@@ -223,8 +276,13 @@ def train(
         },
         "history": history,
     }
-    weights.with_name(f"{name}.json").write_text(json.dumps(meta, indent=2))
-    return weights
+    return save_weights(
+        network.save_weights,
+        meta,
+        weights,
+        mode=mode,
+        protect=_protected_weights(initial_weights),
+    )
 
 
 def fine_tune(
@@ -237,6 +295,7 @@ def fine_tune(
     looks: tuple[float, float] = (3.0, 8.0),
     learning_rate: float = 5e-4,
     spec: TrainingSpec = DEFAULT_SPEC,
+    mode: str = "w-",
 ) -> Path:
     """Adapt the shipped network to one scene, self-supervised.
 
@@ -257,6 +316,8 @@ def fine_tune(
         Optimisation; a few hundred steps take a few minutes on a laptop.
     looks : (float, float)
         Range of the number of looks of the speckle added to each copy.
+    mode : {"w-", "w"}, default "w-"
+        As :func:`train`.
     """
     from ..exceptions import ImageTooSmallError
     from .features import local_normalise
@@ -315,6 +376,7 @@ def fine_tune(
         spec=spec,
         log_every=max(steps // 10, 1),
         name=f"{MODEL_VERSION}_finetuned",
+        mode=mode,
     )
 
 
@@ -325,19 +387,22 @@ def build_model(
     steps: int = 3000,
     calibration_seed: int = 1000,
     calibration_scenes: int = 24,
+    mode: str = "w-",
 ) -> Path:
     """Train, then calibrate the confidence: the recipe of the shipped weights.
 
     The calibration (see :mod:`trackoff_xr.cnn.calibrate`) is fitted on scenes
     from ``calibration_seed``, disjoint from the training data, and written
     into the JSON beside the weights together with its held-out check.
+    ``mode`` is as in :func:`train`: existing weights are refused (``"w-"``)
+    or replaced only if trackoff_xr wrote them (``"w"``), checked before training.
     """
+    from ..writers import weights_json, write_weights_meta
     from .calibrate import fit_calibration
 
-    weights = train(out, seed=seed, steps=steps)
+    weights = train(out, seed=seed, steps=steps, mode=mode)
     report = fit_calibration(str(weights), seed=calibration_seed, scenes=calibration_scenes)
-    meta_path = weights.with_name(weights.name.replace(".weights.h5", ".json"))
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads(weights_json(weights).read_text())
     meta["calibration"] = report
-    meta_path.write_text(json.dumps(meta, indent=2))
+    write_weights_meta(meta, weights, mode="w")  # the JSON train() has just written
     return weights
