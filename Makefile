@@ -27,6 +27,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check trackoff_xr tests benchmarks examples
+	$(BIN)/ruff format --check trackoff_xr tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) demo_output build *.egg-info

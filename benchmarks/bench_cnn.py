@@ -161,9 +161,7 @@ def real_accuracy(cases=None, quick: bool = False) -> list[dict]:
                 t_dy, t_dx = expected.dy.values[fits], expected.dx.values[fits]
             dy, dx = ds.dy.values[fits], ds.dx.values[fits]
             returned = np.isfinite(dy) & np.isfinite(dx)
-            row[f"{method}_rmse_px"], row[f"{method}_gt1px"] = _errors(
-                dy, dx, t_dy, t_dx, returned
-            )
+            row[f"{method}_rmse_px"], row[f"{method}_gt1px"] = _errors(dy, dx, t_dy, t_dx, returned)
             row[f"{method}_coverage"] = float(returned.mean())
             kept = trackoff_xr.filter_offsets(ds).valid.values[fits]
             row[f"{method}_kept"] = float(kept.mean())

@@ -103,9 +103,7 @@ def write_scene(store: Path, shape: tuple[int, int], seed: int = 77) -> None:
 
     base = da.zeros(shape, chunks=CHUNKS, dtype=np.uint8)
     images = {
-        name: xr.DataArray(
-            base.map_blocks(block, moved=moved, dtype=np.uint8), dims=("y", "x")
-        )
+        name: xr.DataArray(base.map_blocks(block, moved=moved, dtype=np.uint8), dims=("y", "x"))
         for name, moved in (("ref", False), ("sec", True))
     }
     xr.Dataset(images).to_zarr(store, mode="w", zarr_format=2)
@@ -141,8 +139,9 @@ def run(scale: float = 1.0, methods=("ncc", "cnn"), schedulers=("threads", "clus
             if "error" in quarter or "error" in full:
                 continue
             peak = "worker_peak_rss" if scheduler == "cluster" else "peak_rss"
-            q_peak, f_peak = (max(r[peak]) if scheduler == "cluster" else r[peak]
-                              for r in (quarter, full))
+            q_peak, f_peak = (
+                max(r[peak]) if scheduler == "cluster" else r[peak] for r in (quarter, full)
+            )
             report[f"{method}/{scheduler}/full_over_quarter_peak"] = f_peak / q_peak
             report[f"{method}/{scheduler}/full_over_quarter_speed"] = (
                 full["points_per_s"] / quarter["points_per_s"]

@@ -38,10 +38,20 @@ from trackoff_xr.writers import save_figure
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glacier_synthetic"
 
 
-def run(reference: Path, secondary: Path, out: Path, *, preset: str = "fast",
-        patch_size: int = 100, spacing: int = 100, search_radius: int = 10,
-        threshold: float = 0.05, sigmas: float = 3.0, name: str = "DJ_synthetic",
-        **options: object) -> dict[str, object]:
+def run(
+    reference: Path,
+    secondary: Path,
+    out: Path,
+    *,
+    preset: str = "fast",
+    patch_size: int = 100,
+    spacing: int = 100,
+    search_radius: int = 10,
+    threshold: float = 0.05,
+    sigmas: float = 3.0,
+    name: str = "DJ_synthetic",
+    **options: object,
+) -> dict[str, object]:
     """Track, filter and write the CSV and figures; return a summary."""
     import matplotlib
 
@@ -50,16 +60,25 @@ def run(reference: Path, secondary: Path, out: Path, *, preset: str = "fast",
     ref = trackoff_xr.open_image(str(reference))
     sec = trackoff_xr.open_image(str(secondary))
     start = time.perf_counter()
-    raw = trackoff_xr.offsets(ref, sec, patch_size=patch_size, spacing=spacing,
-                              search_radius=search_radius, method="classifier",
-                              preset=preset, **options).compute()
+    raw = trackoff_xr.offsets(
+        ref,
+        sec,
+        patch_size=patch_size,
+        spacing=spacing,
+        search_radius=search_radius,
+        method="classifier",
+        preset=preset,
+        **options,
+    ).compute()
     seconds = time.perf_counter() - start
     raw = velocity(raw, days=1.0, pixel_size=1.0)
     kept = filter_probability(raw, threshold=threshold, sigmas=sigmas).compute()
     csv = trackoff_xr.to_csv(kept, out / f"{name}_results.csv", mode="w")  # replaces only its own
-    for tag, fig in (("velocity", plot.velocity_map(kept, ref)),
-                     ("score", plot.score_map(raw)),
-                     ("filter", plot.filter_comparison(raw, kept))):
+    for tag, fig in (
+        ("velocity", plot.velocity_map(kept, ref)),
+        ("score", plot.score_map(raw)),
+        ("filter", plot.filter_comparison(raw, kept)),
+    ):
         save_figure(fig, out / f"{name}_{tag}.png", mode="w", dpi=150)
     measured = np.isfinite(raw.dx.values)
     return {
@@ -85,16 +104,24 @@ def main() -> None:
     parser.add_argument("--search-radius", type=int, default=10)
     parser.add_argument("--threshold", type=float, default=0.05)
     args = parser.parse_args()
-    summary = run(args.reference, args.secondary, args.out, preset=args.preset,
-                  patch_size=args.patch_size, spacing=args.spacing,
-                  search_radius=args.search_radius, threshold=args.threshold)
+    summary = run(
+        args.reference,
+        args.secondary,
+        args.out,
+        preset=args.preset,
+        patch_size=args.patch_size,
+        spacing=args.spacing,
+        search_radius=args.search_radius,
+        threshold=args.threshold,
+    )
     raw = summary.pop("raw")
     summary.pop("kept")
     dy, dx = raw.dy.values, raw.dx.values
     ok = np.isfinite(dx)
     values, counts = np.unique(np.stack([dy[ok], dx[ok]], 1), axis=0, return_counts=True)
-    summary["offsets (dy, dx): count"] = {tuple(map(float, v)): int(c)
-                                          for v, c in zip(values, counts, strict=True)}
+    summary["offsets (dy, dx): count"] = {
+        tuple(map(float, v)): int(c) for v, c in zip(values, counts, strict=True)
+    }
     for key, value in summary.items():
         print(f"{key}: {value}")
 

@@ -49,8 +49,7 @@ def _texture(shape: tuple[int, int], seed: int = 0, beta: float = 2.6) -> np.nda
 def test_pil_filter_matches_pil(name: str, kind: str) -> None:
     """uint8=True reproduces PIL exactly; DETAIL may differ by 1 grey level."""
     rng = np.random.default_rng(3)
-    img = (rng.integers(0, 256, (23, 31)).astype(np.uint8) if kind == "noise"
-           else _texture((23, 31)))
+    img = rng.integers(0, 256, (23, 31)).astype(np.uint8) if kind == "noise" else _texture((23, 31))
     ours = pil_filter(img, name, uint8=True)
     theirs = np.asarray(Image.fromarray(img).filter(getattr(ImageFilter, name)))
     tolerance = 1 if name == "DETAIL" else 0
@@ -84,8 +83,7 @@ def test_rescale_matches_pil_crop_and_resize() -> None:
     """The zoom-in (buff < 0, an upsampling) agrees with PIL's crop + bilinear resize."""
     img = _texture((60, 60), seed=1, beta=3.5)
     ours = rescale(img.astype(np.float32), -2)
-    theirs = np.asarray(Image.fromarray(img).crop((2, 2, 58, 58)).resize((60, 60),
-                                                                          Image.BILINEAR))
+    theirs = np.asarray(Image.fromarray(img).crop((2, 2, 58, 58)).resize((60, 60), Image.BILINEAR))
     diff = np.abs(ours - theirs.astype(np.float32))
     assert diff.mean() < 1.0 and diff.max() <= 4
 
@@ -127,11 +125,11 @@ def test_class_sign_follows_the_convention() -> None:
     rng = np.random.default_rng(0)
     sec = rng.integers(0, 256, (40, 40)).astype(np.uint8)
     p, r, y, x = 16, 5, 12, 10
-    window = sec[y - r:y + p + r, x - r:x + p + r][None]
+    window = sec[y - r : y + p + r, x - r : x + p + r][None]
     images = training_images(window, p, r)
     for dy, dx in [(3, -2), (-5, 5), (0, 1)]:
         k = int(class_of_offset(dy, dx, r))
-        assert np.array_equal(images[0, k, 0], sec[y + dy:y + dy + p, x + dx:x + dx + p])
+        assert np.array_equal(images[0, k, 0], sec[y + dy : y + dy + p, x + dx : x + dx + p])
     # with a real pair: the reference template equals the plain tile of the true shift
     ref_da, sec_da = shifted_pair((64, 64), shift=(3.0, -2.0), seed=1)
     ref, moved = ref_da.values, sec_da.values
@@ -168,27 +166,35 @@ def test_training_images_families() -> None:
 def _from_maps(maps: np.ndarray) -> xr.Dataset:
     score = maps.max(axis=-1)
     return xr.Dataset(
-        {"dx": (("y", "x"), np.full(score.shape, 8.0, np.float32)),
-         "dy": (("y", "x"), np.full(score.shape, 3.0, np.float32)),
-         "score": (("y", "x"), score), "prob_mean": (("y", "x"), maps.mean(axis=-1)),
-         "prob_std": (("y", "x"), maps.std(axis=-1))},
-        coords={"y": [49.5], "x": [49.5, 149.5, 249.5, 349.5]})
+        {
+            "dx": (("y", "x"), np.full(score.shape, 8.0, np.float32)),
+            "dy": (("y", "x"), np.full(score.shape, 3.0, np.float32)),
+            "score": (("y", "x"), score),
+            "prob_mean": (("y", "x"), maps.mean(axis=-1)),
+            "prob_std": (("y", "x"), maps.std(axis=-1)),
+        },
+        coords={"y": [49.5], "x": [49.5, 149.5, 249.5, 349.5]},
+    )
 
 
 def test_filter_probability_on_hand_made_maps() -> None:
     k = 441
-    peaked = np.full(k, 0.2 / (k - 1)); peaked[7] = 0.8          # noqa: E702
-    flat = np.full(k, 1.0 / k)                                    # nothing stands out
-    two = np.full(k, 0.0); two[:2] = 0.5                          # noqa: E702
-    low = np.full(k, 0.96 / (k - 1)) * 0.999; low[3] = 0.04       # noqa: E702  outlier < 5 %
+    peaked = np.full(k, 0.2 / (k - 1))
+    peaked[7] = 0.8  # noqa: E702
+    flat = np.full(k, 1.0 / k)  # nothing stands out
+    two = np.full(k, 0.0)
+    two[:2] = 0.5  # noqa: E702
+    low = np.full(k, 0.96 / (k - 1)) * 0.999
+    low[3] = 0.04  # noqa: E702  outlier < 5 %
     ds = _from_maps(np.stack([peaked, flat, two, low])[None])
     out = filter_probability(ds)
     assert out.valid.values.tolist() == [[True, False, True, False]]
     assert np.isnan(out.dx.values[0, 1]) and out.dx.values[0, 0] == 8.0
     assert "mean + 3 sigma" in out.attrs["filters"]
     # the threshold alone
-    assert filter_probability(ds, threshold=0.6, sigmas=0).valid.values.tolist() == \
-        [[True, False, False, False]]
+    assert filter_probability(ds, threshold=0.6, sigmas=0).valid.values.tolist() == [
+        [True, False, False, False]
+    ]
     assert "valid" not in ds  # the input is unchanged
     with pytest.raises(InvalidParameterError, match="prob_mean"):
         filter_probability(ds.drop_vars("prob_mean"))
@@ -197,8 +203,7 @@ def test_filter_probability_on_hand_made_maps() -> None:
 
 
 def test_filter_probability_is_lazy() -> None:
-    ds = _from_maps(np.random.default_rng(0).dirichlet(np.ones(9), size=(1, 4))).chunk(
-        {"x": 2})
+    ds = _from_maps(np.random.default_rng(0).dirichlet(np.ones(9), size=(1, 4))).chunk({"x": 2})
     with raise_if_dask_computes():
         out = filter_probability(ds)
     assert out.valid.chunks is not None
@@ -237,10 +242,13 @@ def test_extra_outputs_become_fields() -> None:
 
 
 def test_registry_builds_the_classifier_without_tensorflow() -> None:
-    code = ("import sys, trackoff_xr; m = trackoff_xr.get_matcher('classifier', preset='paper');"
-            "print(type(m).__name__, 'tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = (
+        "import sys, trackoff_xr; m = trackoff_xr.get_matcher('classifier', preset='paper');"
+        "print(type(m).__name__, 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["ClassifierMatcher", "False"]
     with pytest.raises(InvalidParameterError, match="preset"):
         get_matcher("classifier", preset="huge")
@@ -251,8 +259,9 @@ def test_registry_builds_the_classifier_without_tensorflow() -> None:
 def test_fast_preset_recovers_an_integer_shift() -> None:
     """A known whole-pixel shift, through the public offsets() call, in seconds."""
     ref, sec = shifted_pair((112, 112), shift=(2.0, -3.0), seed=0)
-    ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=24, search_radius=6,
-                             method="classifier", preset="fast")
+    ds = trackoff_xr.offsets(
+        ref, sec, patch_size=32, spacing=24, search_radius=6, method="classifier", preset="fast"
+    )
     measured = np.isfinite(ds.dx.values)
     assert measured.sum() == 9  # 3 x 3 points whose window fits
     assert np.all(ds.dy.values[measured] == 2.0) and np.all(ds.dx.values[measured] == -3.0)
@@ -261,8 +270,9 @@ def test_fast_preset_recovers_an_integer_shift() -> None:
     assert kept.valid.values.sum() == 9
     assert ds.attrs["classifier_preset"] == "fast"
     # swapping the images flips the sign
-    back = trackoff_xr.offsets(sec, ref, patch_size=32, spacing=24, search_radius=6,
-                               method="classifier")
+    back = trackoff_xr.offsets(
+        sec, ref, patch_size=32, spacing=24, search_radius=6, method="classifier"
+    )
     assert np.all(back.dy.values[measured] == -2.0) and np.all(back.dx.values[measured] == 3.0)
 
 

@@ -97,9 +97,7 @@ def user_folder(tmp_path, monkeypatch):
     ],
     ids=["dot", "abs-folder", "plain-dir", "subdir", "csv-ref", "csv-user-file", "csv-abs-sec"],
 )
-def test_refused_outputs_leave_every_file_byte_identical(
-    user_folder, target, overwrite, capsys
-):
+def test_refused_outputs_leave_every_file_byte_identical(user_folder, target, overwrite, capsys):
     args = [a.replace("<folder>", str(user_folder)) for a in target]
     before = snapshot(user_folder)
     code = run_main("run", "ref.tif", "sec.tif", *args, *FAST, *(["--overwrite"] * overwrite))
@@ -221,8 +219,19 @@ def test_interrupt_removes_the_partial_and_exits_at_once(tmp_path, method, sig, 
     # 1024 x 1024 px at spacing 4: ~58 000 points, minutes of work on 2 cores
     write_pair(tmp_path, shape=(1024, 1024))
     proc = trackoff_process(
-        "run", "ref.tif", "sec.tif", "--out", "o.zarr", "--method", method, "--spacing", "4",
-        "--chunks", "256", "-q", cwd=tmp_path,
+        "run",
+        "ref.tif",
+        "sec.tif",
+        "--out",
+        "o.zarr",
+        "--method",
+        method,
+        "--spacing",
+        "4",
+        "--chunks",
+        "256",
+        "-q",
+        cwd=tmp_path,
     )
     _wait_for_partial(tmp_path, "o.zarr", proc)
     time.sleep(0.5)  # the computation is running
@@ -259,7 +268,11 @@ def _lazy_offsets(shape=(192, 160), chunks=(64, 96)):
     ref, sec = shifted_pair(shape, shift=(1.0, 2.0))
     chunks = dict(zip(("y", "x"), chunks, strict=True))
     return trackoff_xr.offsets(
-        ref.chunk(chunks), sec.chunk(chunks), method="ncc", patch_size=32, spacing=16,
+        ref.chunk(chunks),
+        sec.chunk(chunks),
+        method="ncc",
+        patch_size=32,
+        spacing=16,
         search_radius=4,
     )
 
@@ -307,8 +320,17 @@ def test_quiet_prints_nothing_even_with_tensorflow(tmp_path):
     """-q: no header, no progress, no summary, no TensorFlow/absl start-up lines."""
     write_pair(tmp_path, shape=(160, 160))
     proc = trackoff_process(
-        "run", "ref.tif", "sec.tif", "--out", "q.zarr", "--method", "cnn", "-q",
-        "--spacing", "64", cwd=tmp_path,
+        "run",
+        "ref.tif",
+        "sec.tif",
+        "--out",
+        "q.zarr",
+        "--method",
+        "cnn",
+        "-q",
+        "--spacing",
+        "64",
+        cwd=tmp_path,
     )
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -348,8 +370,22 @@ def test_info_says_to_raise_the_search_radius_when_many_points_hit_the_edge(tmp_
 def test_run_warns_when_the_motion_exceeds_the_search_radius(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write_pair(tmp_path, shift=(0.0, 12.0))  # 12 px of motion, radius 4
-    args = ("run", "ref.tif", "sec.tif", "--out", "e.zarr", "--method", "ncc",
-            "--patch-size", "32", "--spacing", "16", "--search-radius", "4", "--no-filter")
+    args = (
+        "run",
+        "ref.tif",
+        "sec.tif",
+        "--out",
+        "e.zarr",
+        "--method",
+        "ncc",
+        "--patch-size",
+        "32",
+        "--spacing",
+        "16",
+        "--search-radius",
+        "4",
+        "--no-filter",
+    )
     assert run_main(*args) == 0
     if "peak_at_edge" not in open_zarr(tmp_path / "e.zarr"):
         pytest.skip("offsets() does not report peak_at_edge yet")
@@ -362,9 +398,10 @@ def test_run_warns_when_the_motion_exceeds_the_search_radius(tmp_path, monkeypat
 
 
 def test_messages_name_flags_not_python_arguments():
-    assert cli.cli_message(
-        "patch_size=7 is smaller than the minimum of 8 pixels; use patch_size >= 8"
-    ) == "--patch-size 7 is smaller than the minimum of 8 pixels; use --patch-size >= 8"
+    assert (
+        cli.cli_message("patch_size=7 is smaller than the minimum of 8 pixels; use patch_size >= 8")
+        == "--patch-size 7 is smaller than the minimum of 8 pixels; use --patch-size >= 8"
+    )
     assert cli.cli_message("'r.zarr' exists; pass mode='w' to replace it") == (
         "'r.zarr' exists; pass --overwrite to replace it"
     )
@@ -522,8 +559,21 @@ def asf_search_calls(monkeypatch):
     return calls
 
 
-S1_SEARCH = ("s1", "search", "--bbox", "-50.2", "69.05", "-49.4", "69.25", "--start",
-             "2021-03-01", "--end", "2021-04-01", "--gap", "12")
+S1_SEARCH = (
+    "s1",
+    "search",
+    "--bbox",
+    "-50.2",
+    "69.05",
+    "-49.4",
+    "69.25",
+    "--start",
+    "2021-03-01",
+    "--end",
+    "2021-04-01",
+    "--gap",
+    "12",
+)
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["plain", "overwrite"])
@@ -539,8 +589,9 @@ def test_s1_search_never_replaces_a_users_file(user_folder, asf_search_calls, ov
     assert asf_search_calls == []  # refused before searching
 
 
-def test_s1_search_replaces_its_own_table_only_with_overwrite(user_folder, asf_search_calls,
-                                                            capsys):
+def test_s1_search_replaces_its_own_table_only_with_overwrite(
+    user_folder, asf_search_calls, capsys
+):
     from trackoff_xr.writers import TABLE_COLUMNS
 
     assert run_main(*S1_SEARCH, "--out", "pairs.csv") == 0
@@ -658,7 +709,8 @@ def test_train_api_checks_before_training_and_replaces_only_its_own(tmp_path):
     meta = json.loads(weights.with_name("trackoff_cnn_v1.json").read_text())
     assert meta["training"]["seed"] == 2
     assert sorted(p.name for p in weights.parent.iterdir()) == [
-        "trackoff_cnn_v1.json", "trackoff_cnn_v1.weights.h5"
+        "trackoff_cnn_v1.json",
+        "trackoff_cnn_v1.weights.h5",
     ]
 
 

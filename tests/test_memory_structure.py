@@ -26,8 +26,11 @@ class HeldInputs(Callback):
         self.peak = 0
 
     def _posttask(self, key, result, dsk, state, id):
-        held = [k for k in state["cache"] if not str(k[0] if isinstance(k, tuple) else k)
-                .startswith("trackoff-")]
+        held = [
+            k
+            for k in state["cache"]
+            if not str(k[0] if isinstance(k, tuple) else k).startswith("trackoff-")
+        ]
         self.peak = max(self.peak, len(held))
 
 

@@ -321,16 +321,36 @@ def test_cli_s1_search_and_download(fake_search, tmp_path, monkeypatch):
     from trackoff_xr.cli import cli
 
     out = tmp_path / "pairs.csv"
-    result = CliRunner().invoke(cli, ["s1", "search", "--bbox", "-50.2", "69.05", "-49.4", "69.25",
-                                      "--start", "2024-02-01", "--end", "2024-03-01",
-                                      "--gap", "12", "--out", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "s1",
+            "search",
+            "--bbox",
+            "-50.2",
+            "69.05",
+            "-49.4",
+            "69.25",
+            "--start",
+            "2024-02-01",
+            "--end",
+            "2024-03-01",
+            "--gap",
+            "12",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert fake_search and "reference" in result.output and out.exists()
     fetched = []
-    monkeypatch.setattr("trackoff_xr.s1.download",
-                        lambda items, directory, token=None: fetched.append((items, token)) or [])
-    result = CliRunner().invoke(cli, ["s1", "download", str(out), "--dir", str(tmp_path),
-                                      "--token", "secret"])
+    monkeypatch.setattr(
+        "trackoff_xr.s1.download",
+        lambda items, directory, token=None: fetched.append((items, token)) or [],
+    )
+    result = CliRunner().invoke(
+        cli, ["s1", "download", str(out), "--dir", str(tmp_path), "--token", "secret"]
+    )
     assert result.exit_code == 0, result.output
     assert len(fetched) == 1 and "ref_url" in fetched[0][0] and fetched[0][1] == "secret"
     assert "secret" not in result.output

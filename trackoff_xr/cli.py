@@ -1044,23 +1044,51 @@ def s1() -> None:
 
 
 @s1.command("search")
-@click.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
-              help="Area as a bounding box in degrees.")
+@click.option(
+    "--bbox",
+    nargs=4,
+    type=float,
+    default=None,
+    metavar="W S E N",
+    help="Area as a bounding box in degrees.",
+)
 @click.option("--wkt", default=None, help="Area as WKT (EPSG:4326).")
 @click.option("--start", required=True, help="First date (UTC), e.g. 2024-02-01.")
 @click.option("--end", required=True, help="Last date (UTC).")
-@click.option("--gap", "gaps", multiple=True, type=float, default=(12.0,), show_default=True,
-              help="Wanted time gap in days between paired scenes (repeatable: 6, 12, 24).")
+@click.option(
+    "--gap",
+    "gaps",
+    multiple=True,
+    type=float,
+    default=(12.0,),
+    show_default=True,
+    help="Wanted time gap in days between paired scenes (repeatable: 6, 12, 24).",
+)
 @click.option("--scenes", "scenes_only", is_flag=True, help="List scenes instead of pairs.")
-@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
-              help="Also write the table as CSV (input for 'trackoff s1 download'). An "
-              "existing file is refused unless --overwrite is given.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace an existing --out table that trackoff wrote; any other file never.")
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the table as CSV (input for 'trackoff s1 download'). An "
+    "existing file is refused unless --overwrite is given.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing --out table that trackoff wrote; any other file never.",
+)
 @_debug_option
-def s1_search(bbox: tuple[float, ...] | None, wkt: str | None, start: str, end: str,
-              gaps: tuple[float, ...], scenes_only: bool, out: str | None,
-              overwrite: bool) -> None:
+def s1_search(
+    bbox: tuple[float, ...] | None,
+    wkt: str | None,
+    start: str,
+    end: str,
+    gaps: tuple[float, ...],
+    scenes_only: bool,
+    out: str | None,
+    overwrite: bool,
+) -> None:
     """Search scenes over an area and date range and pair them on one orbit and frame.
 
     An existing --out file is replaced only with --overwrite, and only if it
@@ -1079,9 +1107,11 @@ def s1_search(bbox: tuple[float, ...] | None, wkt: str | None, start: str, end: 
     if not len(table):  # an empty table keeps its header: the file stays recognisable
         kind = "s1_scenes" if scenes_only else "s1_pairs"
         table = table.reindex(columns=list(TABLE_COLUMNS[kind]))
-    columns = ([c for c in ("scene", "start", "relative_orbit", "frame", "flight_direction")
-                if c in table] if scenes_only else
-               ["reference", "secondary", "days", "relative_orbit", "frame"])
+    columns = (
+        [c for c in ("scene", "start", "relative_orbit", "frame", "flight_direction") if c in table]
+        if scenes_only
+        else ["reference", "secondary", "days", "relative_orbit", "frame"]
+    )
     click.echo(table[columns].to_string(index=False) if len(table) else "nothing found")
     if out:
         write_table(table, out, mode=mode)
@@ -1090,10 +1120,21 @@ def s1_search(bbox: tuple[float, ...] | None, wkt: str | None, start: str, end: 
 
 @s1.command("download")
 @click.argument("items", nargs=-1, required=True)
-@click.option("--dir", "directory", default=".", show_default=True,
-              type=click.Path(file_okay=False), help="Where the products go.")
-@click.option("--token", default=None, envvar="EARTHDATA_TOKEN", show_envvar=True,
-              help="Earthdata Login token (else ~/.netrc).")
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the products go.",
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar="EARTHDATA_TOKEN",
+    show_envvar=True,
+    help="Earthdata Login token (else ~/.netrc).",
+)
 @_debug_option
 def s1_download(items: tuple[str, ...], directory: str, token: str | None) -> None:
     """Download ITEMS: a CSV written by 'trackoff s1 search --out', or product URLs."""

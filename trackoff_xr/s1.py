@@ -59,10 +59,6 @@ EDL_HOST = "urs.earthdata.nasa.gov"
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
-
-
-
-
 def _asf() -> Any:
     try:
         import asf_search

@@ -81,10 +81,6 @@ __all__ = [
 CALIBRATIONS = ("amplitude", "sigma0", "sigma0_db")
 
 
-
-
-
-
 class _Product:
     """Uniform access to the files of a ``.SAFE`` folder or a ``.zip`` of one."""
 

@@ -21,6 +21,7 @@ from .velocity import pair_metadata
 
 __all__ = ["offsets"]
 
+
 def _axis_coordinate(image: xr.DataArray, dim: Any) -> np.ndarray:
     if dim in image.coords:
         return np.asarray(image[dim].values)

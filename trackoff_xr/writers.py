@@ -356,7 +356,7 @@ def _file_is_ours(path: Path, kind: str) -> str | None:
         json_path = path if path.name.endswith(".json") else weights_json(path)
         if json_path.is_file() and _json_is_ours(json_path):
             return None
-        return f"{not_ours} (no {json_path.name} beside it with \"software\": \"{SOFTWARE}\")"
+        return f'{not_ours} (no {json_path.name} beside it with "software": "{SOFTWARE}")'
     return not_ours
 
 

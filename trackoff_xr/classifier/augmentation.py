@@ -74,21 +74,27 @@ class AugmentConfig:
             if name not in PIL_FILTERS:
                 raise InvalidParameterError(
                     f"augmentation filter {name!r} is not one of the paper's filters; use "
-                    f"one of {sorted(PIL_FILTERS)}")
+                    f"one of {sorted(PIL_FILTERS)}"
+                )
         if any(int(b) == 0 for b in self.rescale):
             raise InvalidParameterError("rescale buff 0 is the plain tile; use e.g. (2, -2)")
 
     @classmethod
     def paper(cls) -> AugmentConfig:
         """Return the recipes of Łucka (2025): 72 images per class."""
-        return cls(filters=_ALL[:-1], rescale=(2, -2), rescale_filters=_DETAIL,
-                   angles=(-15, -10, -5, 5, 10, 15), rotate_filters=_ALL, rotate_margin=15)
+        return cls(
+            filters=_ALL[:-1],
+            rescale=(2, -2),
+            rescale_filters=_DETAIL,
+            angles=(-15, -10, -5, 5, 10, 15),
+            rotate_filters=_ALL,
+            rotate_margin=15,
+        )
 
     @classmethod
     def fast(cls) -> AugmentConfig:
         """Return a small set (7 images per class): two filters, +-2 px rescaling, +-5 deg."""
-        return cls(filters=("SMOOTH", "SHARPEN"), rescale=(2, -2), angles=(-5, 5),
-                   rotate_margin=5)
+        return cls(filters=("SMOOTH", "SHARPEN"), rescale=(2, -2), angles=(-5, 5), rotate_margin=5)
 
     def without(self, *families: str) -> AugmentConfig:
         """Return the same recipes with whole families (:data:`FAMILIES`) switched off.
@@ -101,7 +107,8 @@ class AugmentConfig:
         unknown = sorted(set(families) - set(FAMILIES))
         if unknown:
             raise InvalidParameterError(
-                f"augmentation families {unknown} do not exist; use some of {list(FAMILIES)}")
+                f"augmentation families {unknown} do not exist; use some of {list(FAMILIES)}"
+            )
         cfg = self
         if "filters" in families:
             cfg = replace(cfg, filters=(), rescale_filters=(), rotate_filters=())
@@ -114,8 +121,12 @@ class AugmentConfig:
     @property
     def per_class(self) -> int:
         """Training images per class (the plain tile included)."""
-        return (1 + len(self.filters) + len(self.rescale) * (1 + len(self.rescale_filters))
-                + len(self.angles) * (1 + len(self.rotate_filters)))
+        return (
+            1
+            + len(self.filters)
+            + len(self.rescale) * (1 + len(self.rescale_filters))
+            + len(self.angles) * (1 + len(self.rotate_filters))
+        )
 
     @property
     def margin(self) -> int:
@@ -141,8 +152,11 @@ def to_uint8(templates: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, np
     w = np.asarray(windows, dtype=np.float64)
     lo = np.minimum(t.min(axis=(1, 2)), w.min(axis=(1, 2)))[:, None, None]
     hi = np.maximum(t.max(axis=(1, 2)), w.max(axis=(1, 2)))[:, None, None]
-    integral = ((t == np.round(t)).all(axis=(1, 2)) & (w == np.round(w)).all(axis=(1, 2))
-                )[:, None, None] & (lo >= 0) & (hi <= 255)
+    integral = (
+        ((t == np.round(t)).all(axis=(1, 2)) & (w == np.round(w)).all(axis=(1, 2)))[:, None, None]
+        & (lo >= 0)
+        & (hi <= 255)
+    )
     scale = 255.0 / np.maximum(hi - lo, 1e-12)
 
     def convert(a: np.ndarray) -> np.ndarray:
@@ -165,8 +179,13 @@ def _u8(a: np.ndarray) -> np.ndarray:
     return a.astype(np.uint8)
 
 
-def training_images(windows: np.ndarray, patch_size: int, radius: int, step: int = 1,
-                    config: AugmentConfig | None = None) -> np.ndarray:
+def training_images(
+    windows: np.ndarray,
+    patch_size: int,
+    radius: int,
+    step: int = 1,
+    config: AugmentConfig | None = None,
+) -> np.ndarray:
     """All training images of a batch of tiles: ``(n, classes, per_class, P, P)`` uint8.
 
     Parameters
@@ -225,10 +244,10 @@ def training_images(windows: np.ndarray, patch_size: int, radius: int, step: int
                 j += 1
                 continue
             turned = _u8(rotate(big, float(angle)))
-            out[:, :, j] = turned[:, mr:mr + p, mr:mr + p].reshape(n, k, p, p)
+            out[:, :, j] = turned[:, mr : mr + p, mr : mr + p].reshape(n, k, p, p)
             for name in config.rotate_filters:
                 filtered = pil_filter(turned, name, uint8=True)
-                out[:, :, j + 1] = filtered[:, mr:mr + p, mr:mr + p].reshape(n, k, p, p)
+                out[:, :, j + 1] = filtered[:, mr : mr + p, mr : mr + p].reshape(n, k, p, p)
                 j += 1
             j += 1
     return out

@@ -28,8 +28,9 @@ def candidate_steps(radius: int, step: int = 1) -> np.ndarray:
     [-4, -2, 0, 2, 4]
     """
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-        raise InvalidParameterError(f"candidate_step={step!r} is not an integer >= 1; "
-                                    "use e.g. candidate_step=1")
+        raise InvalidParameterError(
+            f"candidate_step={step!r} is not an integer >= 1; use e.g. candidate_step=1"
+        )
     if radius < 0:
         raise InvalidParameterError(f"search radius {radius} is negative; use radius >= 0")
     m = int(radius) // int(step)
@@ -49,8 +50,9 @@ def class_offsets(radius: int, step: int = 1) -> np.ndarray:
     return np.stack([dy.ravel(), dx.ravel()], axis=1)
 
 
-def class_of_offset(dy: np.ndarray | int, dx: np.ndarray | int, radius: int,
-                    step: int = 1) -> np.ndarray:
+def class_of_offset(
+    dy: np.ndarray | int, dx: np.ndarray | int, radius: int, step: int = 1
+) -> np.ndarray:
     """Class index of integer offsets (the inverse of :func:`class_offsets`).
 
     Offsets that are not candidates give -1.

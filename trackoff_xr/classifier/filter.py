@@ -15,8 +15,7 @@ from ..filters import _apply, _check_dataset, _positive
 __all__ = ["filter_probability"]
 
 
-def filter_probability(ds: xr.Dataset, threshold: float = 0.05, sigmas: float = 3.0
-                       ) -> xr.Dataset:
+def filter_probability(ds: xr.Dataset, threshold: float = 0.05, sigmas: float = 3.0) -> xr.Dataset:
     """Keep points whose top probability beats ``mean + sigmas * std`` and ``threshold``.
 
     Parameters
@@ -52,14 +51,20 @@ def filter_probability(ds: xr.Dataset, threshold: float = 0.05, sigmas: float = 
         raise InvalidParameterError(
             f"filter_probability() needs the variables {missing}, which the Dataset (with "
             f"{sorted(map(str, ds.data_vars))}) lacks; pass the result of "
-            "offsets(..., method='classifier')")
+            "offsets(..., method='classifier')"
+        )
     threshold = _positive("threshold", threshold)
     sigmas = _positive("sigmas", sigmas)
     if threshold > 1:
         raise InvalidParameterError(
             f"threshold={threshold!r} is a probability and must be <= 1; pass e.g. "
-            "threshold=0.05 for 5 %")
+            "threshold=0.05 for 5 %"
+        )
     score = ds["score"]
     keep = (score > ds["prob_mean"] + sigmas * ds["prob_std"]) & (score > threshold)
-    return _apply(ds, keep, f"probability > mean + {sigmas:g} sigma of the tile's class "
-                            f"probabilities and > {threshold:g}")
+    return _apply(
+        ds,
+        keep,
+        f"probability > mean + {sigmas:g} sigma of the tile's class "
+        f"probabilities and > {threshold:g}",
+    )

@@ -28,16 +28,34 @@ __all__ = ["PRESETS", "ClassifierMatcher", "ClassifierResult"]
 PRESETS: dict[str, tuple[NetworkSpec, AugmentConfig]] = {
     # the original: AlexNet, Adam 1e-3, batch 128, 100 epochs, 60 % of the
     # images trained on, best-accuracy checkpoint, no early stopping
-    "paper": (NetworkSpec(layers=ALEXNET, normalise="minmax", learning_rate=1e-3,
-                          batch_size=128, epochs=100, train_fraction=0.6, restore_best=True,
-                          tiles_per_group=1),
-              AugmentConfig.paper()),
+    "paper": (
+        NetworkSpec(
+            layers=ALEXNET,
+            normalise="minmax",
+            learning_rate=1e-3,
+            batch_size=128,
+            epochs=100,
+            train_fraction=0.6,
+            restore_best=True,
+            tiles_per_group=1,
+        ),
+        AugmentConfig.paper(),
+    ),
     # one strided convolution, imprinted softmax layer, 7 images per class,
     # stops once every candidate tile is told apart (1-3 epochs; at most 10)
-    "fast": (NetworkSpec(layers=SMALL, normalise="standard", learning_rate=1e-3,
-                         batch_size=128, epochs=10, imprint=True, stop_accuracy=1.0,
-                         tiles_per_group=8),
-             AugmentConfig.fast()),
+    "fast": (
+        NetworkSpec(
+            layers=SMALL,
+            normalise="standard",
+            learning_rate=1e-3,
+            batch_size=128,
+            epochs=10,
+            imprint=True,
+            stop_accuracy=1.0,
+            tiles_per_group=8,
+        ),
+        AugmentConfig.fast(),
+    ),
 }
 
 _SPEC_OPTIONS = {f.name for f in fields(NetworkSpec)} - {"layers", "extra"}
@@ -93,20 +111,31 @@ class ClassifierMatcher:
     #: attributes of the extra output variables
     output_attrs: ClassVar[dict[str, dict[str, str]]] = {
         "prob_mean": {"long_name": "mean of the tile's class-probability map", "units": "1"},
-        "prob_std": {"long_name": "standard deviation of the tile's class-probability map",
-                     "units": "1"},
+        "prob_std": {
+            "long_name": "standard deviation of the tile's class-probability map",
+            "units": "1",
+        },
     }
 
-    def __init__(self, preset: str = "fast", candidate_step: int = 1, filters: bool = True,
-                 rescale: bool = True, rotate: bool = True, **options: Any) -> None:
+    def __init__(
+        self,
+        preset: str = "fast",
+        candidate_step: int = 1,
+        filters: bool = True,
+        rescale: bool = True,
+        rotate: bool = True,
+        **options: Any,
+    ) -> None:
         if preset not in PRESETS:
             raise InvalidParameterError(
-                f"preset={preset!r} is not a classifier preset; use one of {sorted(PRESETS)}")
+                f"preset={preset!r} is not a classifier preset; use one of {sorted(PRESETS)}"
+            )
         unknown = sorted(set(options) - _SPEC_OPTIONS)
         if unknown:
             raise InvalidParameterError(
                 f"classifier options {unknown} are not known; use candidate_step, filters, "
-                f"rescale, rotate or some of {sorted(_SPEC_OPTIONS)}")
+                f"rescale, rotate or some of {sorted(_SPEC_OPTIONS)}"
+            )
         candidate_steps(0, candidate_step)  # validates the step
         object.__setattr__(self, "preset", preset)
         object.__setattr__(self, "candidate_step", int(candidate_step))
@@ -119,12 +148,27 @@ class ClassifierMatcher:
         self.spec  # validates the options  # noqa: B018
 
     def __hash__(self) -> int:
-        return hash((self.preset, self.candidate_step, self.filters, self.rescale, self.rotate,
-                     tuple(sorted(self.options.items()))))
+        return hash(
+            (
+                self.preset,
+                self.candidate_step,
+                self.filters,
+                self.rescale,
+                self.rotate,
+                tuple(sorted(self.options.items())),
+            )
+        )
 
     def __dask_tokenize__(self) -> Any:
-        return (type(self).__name__, self.preset, self.candidate_step, self.filters,
-                self.rescale, self.rotate, sorted(self.options.items()))
+        return (
+            type(self).__name__,
+            self.preset,
+            self.candidate_step,
+            self.filters,
+            self.rescale,
+            self.rotate,
+            sorted(self.options.items()),
+        )
 
     @property
     def spec(self) -> NetworkSpec:
@@ -195,7 +239,8 @@ class ClassifierMatcher:
             "preset": self.preset,
             "candidate_step": self.candidate_step,
             "augment_families": " ".join(
-                name for name, on in zip(FAMILIES, self._switches, strict=True) if on),
+                name for name, on in zip(FAMILIES, self._switches, strict=True) if on
+            ),
             "augment_per_class": config.per_class,
             "epochs": spec.epochs,
             "learning_rate": spec.learning_rate,

@@ -29,19 +29,35 @@ import numpy as np
 from ..exceptions import InvalidParameterError
 from ..tf_runtime import tensorflow
 
-__all__ = ["ALEXNET", "SMALL", "NetworkSpec", "TrainedTiles", "predict", "resolve_layers",
-           "train_tiles"]
+__all__ = [
+    "ALEXNET",
+    "SMALL",
+    "NetworkSpec",
+    "TrainedTiles",
+    "predict",
+    "resolve_layers",
+    "train_tiles",
+]
 
 _lock = threading.Lock()
 
 #: Layers of the AlexNet-style network of Łucka (2025): (kind, arguments...).
 ALEXNET: tuple[tuple[Any, ...], ...] = (
-    ("conv", 96, 11, 4, "valid"), ("bn",), ("pool", 3, 2),
-    ("conv", 256, 5, 1, "same"), ("bn",), ("pool", 3, 2),
-    ("conv", 384, 3, 1, "same"), ("bn",),
-    ("conv", 384, 3, 1, "same"), ("bn",),
-    ("conv", 256, 3, 1, "same"), ("bn",), ("pool", 3, 2),
-    ("dense", 4096), ("dropout", 0.5),
+    ("conv", 96, 11, 4, "valid"),
+    ("bn",),
+    ("pool", 3, 2),
+    ("conv", 256, 5, 1, "same"),
+    ("bn",),
+    ("pool", 3, 2),
+    ("conv", 384, 3, 1, "same"),
+    ("bn",),
+    ("conv", 384, 3, 1, "same"),
+    ("bn",),
+    ("conv", 256, 3, 1, "same"),
+    ("bn",),
+    ("pool", 3, 2),
+    ("dense", 4096),
+    ("dropout", 0.5),
 )
 
 #: A small network: one strided convolution (8 filters, kernel = stride) and
@@ -131,10 +147,12 @@ class NetworkSpec:
     def __post_init__(self) -> None:
         if self.normalise not in ("minmax", "standard"):
             raise InvalidParameterError(
-                f"normalise={self.normalise!r} is not one of 'minmax', 'standard'")
+                f"normalise={self.normalise!r} is not one of 'minmax', 'standard'"
+            )
         if not 0 < self.train_fraction <= 1:
             raise InvalidParameterError(
-                f"train_fraction={self.train_fraction!r} is not in (0, 1]; use e.g. 1.0")
+                f"train_fraction={self.train_fraction!r} is not in (0, 1]; use e.g. 1.0"
+            )
         for name in ("batch_size", "epochs", "tiles_per_group"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -146,8 +164,9 @@ class NetworkSpec:
 # --------------------------------------------------------------------------
 
 
-def _shapes(layers: tuple[tuple[Any, ...], ...], tiles: int, classes: int, patch: int
-            ) -> tuple[list[tuple[str, tuple[int, ...], float]], list[tuple[int, ...]]]:
+def _shapes(
+    layers: tuple[tuple[Any, ...], ...], tiles: int, classes: int, patch: int
+) -> tuple[list[tuple[str, tuple[int, ...], float]], list[tuple[int, ...]]]:
     """Parameter (name, shape, glorot limit) and state shapes of the stacked network."""
     params: list[tuple[str, tuple[int, ...], float]] = []
     state: list[tuple[int, ...]] = []
@@ -180,15 +199,19 @@ def _shapes(layers: tuple[tuple[Any, ...], ...], tiles: int, classes: int, patch
         if size < 1:
             raise InvalidParameterError(
                 f"patch_size={patch} is too small for the classifier's layers {layers}; "
-                "use a larger patch_size or the 'fast' preset")
+                "use a larger patch_size or the 'fast' preset"
+            )
     fan_in = size * size * channels if flat is None else flat
-    params += [("w", (tiles, fan_in, classes), math.sqrt(6.0 / (fan_in + classes))),
-               ("b", (tiles, classes), 0.0)]
+    params += [
+        ("w", (tiles, fan_in, classes), math.sqrt(6.0 / (fan_in + classes))),
+        ("b", (tiles, classes), 0.0),
+    ]
     return params, state
 
 
-def _initial(layers: tuple[tuple[Any, ...], ...], tiles: int, classes: int, patch: int,
-             seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _initial(
+    layers: tuple[tuple[Any, ...], ...], tiles: int, classes: int, patch: int, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     params, state = _shapes(layers, tiles, classes, patch)
     values = []
@@ -199,8 +222,10 @@ def _initial(layers: tuple[tuple[Any, ...], ...], tiles: int, classes: int, patc
             values.append(np.ones(shape, np.float32))
         else:
             values.append(np.zeros(shape, np.float32))
-    moving = [np.zeros(s, np.float32) if i % 2 == 0 else np.ones(s, np.float32)
-              for i, s in enumerate(state)]
+    moving = [
+        np.zeros(s, np.float32) if i % 2 == 0 else np.ones(s, np.float32)
+        for i, s in enumerate(state)
+    ]
     return values, moving
 
 
@@ -215,8 +240,14 @@ def _needs_xla(layers: tuple[tuple[Any, ...], ...], tiles: int) -> bool:
 
 
 @lru_cache(maxsize=16)
-def _functions(layers: tuple[tuple[Any, ...], ...], normalise: str, tiles: int,
-               classes: int, patch: int, lr: float) -> tuple[Any, Any, Any]:
+def _functions(
+    layers: tuple[tuple[Any, ...], ...],
+    normalise: str,
+    tiles: int,
+    classes: int,
+    patch: int,
+    lr: float,
+) -> tuple[Any, Any, Any]:
     tf = tensorflow("classifier")
     jit = _needs_xla(layers, tiles)
 
@@ -229,8 +260,9 @@ def _functions(layers: tuple[tuple[Any, ...], ...], normalise: str, tiles: int,
         mean, var = tf.nn.moments(x, axes=(1, 2), keepdims=True)
         return (x - mean) / tf.sqrt(var + 1e-6)
 
-    def forward(params: list[Any], state: list[Any], x: Any, training: bool, seed: Any
-                ) -> tuple[Any, list[Any]]:
+    def forward(
+        params: list[Any], state: list[Any], x: Any, training: bool, seed: Any
+    ) -> tuple[Any, list[Any]]:
         p, s, new_state = 0, 0, []
         channels, flat = 1, False
         x = prepare(x)
@@ -272,8 +304,16 @@ def _functions(layers: tuple[tuple[Any, ...], ...], normalise: str, tiles: int,
         logits = tf.einsum("btf,tfk->btk", x, params[p]) + params[p + 1]
         return logits, new_state
 
-    def train_step(params: list[Any], m: list[Any], v: list[Any], state: list[Any], step: Any,
-                   x: Any, y: Any, seed: Any) -> tuple[Any, ...]:
+    def train_step(
+        params: list[Any],
+        m: list[Any],
+        v: list[Any],
+        state: list[Any],
+        step: Any,
+        x: Any,
+        y: Any,
+        seed: Any,
+    ) -> tuple[Any, ...]:
         with tf.GradientTape() as tape:
             tape.watch(params)
             logits, new_state = forward(params, state, x, True, seed)
@@ -282,11 +322,12 @@ def _functions(layers: tuple[tuple[Any, ...], ...], normalise: str, tiles: int,
             total = tf.reduce_sum(per_tile)
         grads = tape.gradient(total, params)
         t = tf.cast(step + 1, tf.float32)
-        rate = lr * tf.sqrt(1.0 - 0.999 ** t) / (1.0 - 0.9 ** t)
+        rate = lr * tf.sqrt(1.0 - 0.999**t) / (1.0 - 0.9**t)
         new_m = [0.9 * a + 0.1 * g for a, g in zip(m, grads, strict=True)]
         new_v = [0.999 * a + 0.001 * g * g for a, g in zip(v, grads, strict=True)]
-        new_p = [w - rate * a / (tf.sqrt(b) + 1e-7)
-                 for w, a, b in zip(params, new_m, new_v, strict=True)]
+        new_p = [
+            w - rate * a / (tf.sqrt(b) + 1e-7) for w, a, b in zip(params, new_m, new_v, strict=True)
+        ]
         hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), y), tf.float32)
         return new_p, new_m, new_v, new_state, per_tile, tf.reduce_mean(hits, axis=0)
 
@@ -302,9 +343,11 @@ def _functions(layers: tuple[tuple[Any, ...], ...], normalise: str, tiles: int,
         out, _ = forward(head, state, x, False, tf.constant([0, 0], tf.int32))
         return out
 
-    return (tf.function(train_step, jit_compile=jit, reduce_retracing=True),
-            tf.function(predict, jit_compile=jit, reduce_retracing=True),
-            tf.function(features, jit_compile=jit, reduce_retracing=True))
+    return (
+        tf.function(train_step, jit_compile=jit, reduce_retracing=True),
+        tf.function(predict, jit_compile=jit, reduce_retracing=True),
+        tf.function(features, jit_compile=jit, reduce_retracing=True),
+    )
 
 
 def _flatten(tf: Any, x: Any, tiles: int, channels: int) -> Any:
@@ -347,12 +390,17 @@ def train_tiles(images: np.ndarray, spec: NetworkSpec) -> TrainedTiles:
     -------
     TrainedTiles
     """
-    tiles, classes, per_class, patch = (images.shape[0], images.shape[1], images.shape[2],
-                                        images.shape[-1])
+    tiles, classes, per_class, patch = (
+        images.shape[0],
+        images.shape[1],
+        images.shape[2],
+        images.shape[-1],
+    )
     layers = resolve_layers(spec.layers, patch)
     with _lock:
-        train_step, _, features = _functions(layers, spec.normalise, tiles, classes, patch,
-                                             float(spec.learning_rate))
+        train_step, _, features = _functions(
+            layers, spec.normalise, tiles, classes, patch, float(spec.learning_rate)
+        )
     import tensorflow as tf
 
     rng = np.random.default_rng(spec.seed)
@@ -382,12 +430,13 @@ def train_tiles(images: np.ndarray, spec: NetworkSpec) -> TrainedTiles:
         loss_sum = np.zeros(tiles)
         acc_sum = np.zeros(tiles)
         for s in range(steps):
-            idx = order[:, s * batch:(s + 1) * batch]
+            idx = order[:, s * batch : (s + 1) * batch]
             x = np.ascontiguousarray(flat[rows, idx].transpose(1, 2, 3, 0))
             y = np.ascontiguousarray(labels[idx].T)
             seed = tf.constant([spec.seed, step], tf.int32)
             params, m, v, state, loss, acc = train_step(
-                params, m, v, state, tf.constant(step, tf.int32), x, y, seed)
+                params, m, v, state, tf.constant(step, tf.int32), x, y, seed
+            )
             loss_sum += loss.numpy()
             acc_sum += acc.numpy()
             step += 1
@@ -397,8 +446,9 @@ def train_tiles(images: np.ndarray, spec: NetworkSpec) -> TrainedTiles:
         if spec.restore_best and accuracies[-1] > best[0]:
             best = (accuracies[-1], params, state)
         if spec.stop_accuracy is not None:
-            trained = TrainedTiles(params, state, spec, classes, patch, epoch + 1, losses,
-                                   accuracies)
+            trained = TrainedTiles(
+                params, state, spec, classes, patch, epoch + 1, losses, accuracies
+            )
             plain.append(float(_plain_accuracy(trained, images).min()))
             if plain[-1] >= spec.stop_accuracy:
                 break
@@ -411,13 +461,22 @@ def train_tiles(images: np.ndarray, spec: NetworkSpec) -> TrainedTiles:
                     break
     if spec.restore_best and best[0] >= 0:
         params, state = best[1], best[2]
-    return TrainedTiles(params=params, state=state, spec=spec, classes=classes, patch=patch,
-                        epochs_run=len(losses), loss=losses, accuracy=accuracies,
-                        plain_accuracy=plain)
+    return TrainedTiles(
+        params=params,
+        state=state,
+        spec=spec,
+        classes=classes,
+        patch=patch,
+        epochs_run=len(losses),
+        loss=losses,
+        accuracy=accuracies,
+        plain_accuracy=plain,
+    )
 
 
-def _imprint(features: Any, params: list[Any], state: list[Any], plain: np.ndarray,
-             sharpness: float = 30.0) -> list[Any]:
+def _imprint(
+    features: Any, params: list[Any], state: list[Any], plain: np.ndarray, sharpness: float = 30.0
+) -> list[Any]:
     """Softmax weights and biases whose logits are ``sharpness`` at each class's own tile.
 
     With ``g_k`` the centred features of class ``k``'s plain tile, the logit
@@ -428,15 +487,14 @@ def _imprint(features: Any, params: list[Any], state: list[Any], plain: np.ndarr
 
     feats = []
     for k0 in range(0, plain.shape[1], 64):  # (T, k, P, P) -> batches of classes
-        x = np.ascontiguousarray(plain[:, k0:k0 + 64].transpose(1, 2, 3, 0))
+        x = np.ascontiguousarray(plain[:, k0 : k0 + 64].transpose(1, 2, 3, 0))
         feats.append(np.asarray(features(params, state, x)))
     f = np.concatenate(feats, axis=0).transpose(1, 0, 2).astype(np.float64)  # (T, K, F)
     mean = f.mean(axis=1, keepdims=True)
     g = f - mean
     w = sharpness * g / np.maximum((g * g).sum(axis=2, keepdims=True), 1e-12)  # (T, K, F)
     b = -(w * mean).sum(axis=2)
-    return [tf.constant(w.transpose(0, 2, 1).astype(np.float32)),
-            tf.constant(b.astype(np.float32))]
+    return [tf.constant(w.transpose(0, 2, 1).astype(np.float32)), tf.constant(b.astype(np.float32))]
 
 
 def _plain_accuracy(trained: TrainedTiles, images: np.ndarray) -> np.ndarray:
@@ -444,7 +502,7 @@ def _plain_accuracy(trained: TrainedTiles, images: np.ndarray) -> np.ndarray:
     tiles, classes = images.shape[:2]
     correct = np.zeros(tiles)
     for k0 in range(0, classes, 64):
-        block = images[:, k0:k0 + 64, 0]  # (T, k, P, P)
+        block = images[:, k0 : k0 + 64, 0]  # (T, k, P, P)
         probs = _predict_batch(trained, np.ascontiguousarray(block.transpose(1, 2, 3, 0)))
         correct += (probs.argmax(axis=-1) == np.arange(k0, k0 + block.shape[1])[:, None]).sum(0)
     return correct / classes
@@ -453,9 +511,14 @@ def _plain_accuracy(trained: TrainedTiles, images: np.ndarray) -> np.ndarray:
 def _predict_batch(trained: TrainedTiles, x: np.ndarray) -> np.ndarray:
     spec = trained.spec
     with _lock:
-        _, predict_fn, _ = _functions(resolve_layers(spec.layers, trained.patch), spec.normalise,
-                                      x.shape[-1], trained.classes, trained.patch,
-                                      float(spec.learning_rate))
+        _, predict_fn, _ = _functions(
+            resolve_layers(spec.layers, trained.patch),
+            spec.normalise,
+            x.shape[-1],
+            trained.classes,
+            trained.patch,
+            float(spec.learning_rate),
+        )
     return np.asarray(predict_fn(trained.params, trained.state, x))
 
 
