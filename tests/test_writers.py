@@ -277,3 +277,14 @@ def test_append_pair_keeps_the_cube_attributes(tmp_path, result):
     assert {k: v for k, v in attrs.items() if k != "history"} == {
         k: v for k, v in first.items() if k != "history"
     }
+
+
+def test_stores_are_chunked_for_readers(tmp_path):
+    """Whatever the blocks that computed them, chunks hold >= 512 points per dim."""
+    data = dsa.zeros((700, 900), chunks=(32, 32), dtype=np.float32)
+    ds = xr.Dataset({"dx": (("y", "x"), data), "dy": (("y", "x"), data)})
+    path = to_zarr(ds, tmp_path / "pair.zarr")
+    back = xr.open_zarr(path)
+    assert back.dx.encoding["chunks"] == (512, 512)
+    small = xr.Dataset({"dx": (("y", "x"), dsa.zeros((40, 30), chunks=8, dtype=np.float32))})
+    assert xr.open_zarr(to_zarr(small, tmp_path / "small.zarr")).dx.encoding["chunks"] == (40, 30)

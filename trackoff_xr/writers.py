@@ -737,13 +737,20 @@ def _plain_attrs(attrs: dict[Any, Any]) -> dict[str, Any]:
 
 
 def _uniform_chunks(ds: xr.Dataset, extra: dict[str, int] | None = None) -> xr.Dataset:
-    """Rechunk every variable to one regular chunk size per dimension (Zarr needs it)."""
+    """Rechunk every variable to one regular chunk size per dimension (Zarr needs it).
+
+    Chunks are at least :data:`_DEFAULT_CHUNK` points along each dimension
+    (or the whole dimension), whatever the blocks that computed them: a
+    reader of a whole-scene result opens a few chunks, not thousands of
+    32 x 32-point ones. The results are small (a few floats per point), so
+    merging blocks into a chunk costs no memory to speak of.
+    """
     target: dict[Any, int] = {}
     for var in ds.variables.values():
         if var.chunks is None:
             continue
         for dim, sizes in zip(var.dims, var.chunks, strict=True):
-            target[dim] = max(target.get(dim, 0), max(sizes))
+            target[dim] = max(target.get(dim, _DEFAULT_CHUNK), max(sizes))
     chunks = {
         dim: min(int(size), target.get(dim, _DEFAULT_CHUNK)) or 1 for dim, size in ds.sizes.items()
     }
