@@ -251,3 +251,80 @@ def test_run_on_a_local_distributed_cluster(glacier_files, tmp_path):
     _run_and_python_api(glacier_files, out)
     assert "valid:" in proc.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == ["d.zarr"]  # nothing left behind
+
+
+def test_run_joins_a_running_scheduler_and_leaves_it_running(glacier_files, tmp_path):
+    import distributed
+
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+    ) as cluster:
+        out = tmp_path / "joined.zarr"
+        proc = trackoff(
+            "run",
+            *glacier_files,
+            "--out",
+            out,
+            "--scheduler",
+            cluster.scheduler_address,
+            "--spacing",
+            "64",
+            "--method",
+            "ncc",
+        )
+        assert proc.returncode == 0, proc.stderr
+        _run_and_python_api(glacier_files, out)
+        with distributed.Client(cluster) as client:  # still serving after the run
+            assert client.submit(sum, [1, 2]).result() == 3
+            assert len(client.scheduler_info()["workers"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--scheduler", "gpu-farm"), ("--memory-limit", "lots"), ("--memory-limit", "0")],
+)
+def test_cluster_options_are_checked(glacier_files, tmp_path, flag, value):
+    proc = trackoff("run", *glacier_files, "--out", tmp_path / "r.zarr", flag, value)
+    assert proc.returncode == 2
+    assert flag in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert repr(value) in proc.stderr and "pass e.g." in proc.stderr  # says what to do
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_memory_limit_reaches_the_local_cluster(monkeypatch):
+    import distributed
+
+    from trackoff_xr import cli
+
+    seen = {}
+
+    class Recorder(distributed.LocalCluster):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **{**kwargs, "processes": False})
+
+    monkeypatch.setattr(distributed, "LocalCluster", Recorder)
+    delayed = __import__("dask").delayed(sum)([1, 2])
+    cli._compute_on_cluster(delayed, 1, progress=False, tensorflow=False, memory_limit="1500MiB")
+    assert seen["memory_limit"] == "1500MiB"
+
+
+def test_the_api_runs_on_the_active_client():
+    import distributed
+
+    from trackoff_xr.synthetic import shifted_pair
+
+    ref, sec = shifted_pair((256, 256), shift=(1.5, -2.0), seed=3)
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        lazy = trackoff_xr.offsets(ref.chunk(128), sec.chunk(128), method="ncc", patch_size=32)
+        with distributed.get_task_stream(client) as stream:
+            ds = lazy.compute()
+        ran = {t["key"][0] if isinstance(t["key"], tuple) else t["key"] for t in stream.data}
+    assert any(str(k).startswith("trackoff-ncc-") for k in ran)
+    expected = trackoff_xr.offsets(ref, sec, method="ncc", patch_size=32)
+    np.testing.assert_array_equal(ds.dx.values, expected.dx.values)

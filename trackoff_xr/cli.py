@@ -133,14 +133,21 @@ def cli() -> None:
     "--scheduler",
     default="threads",
     show_default=True,
-    type=click.Choice(["threads", "processes", "distributed"]),
-    help="Dask scheduler; 'distributed' starts a local cluster.",
+    callback=lambda ctx, param, value: _check_scheduler(value),
+    help="threads, processes, distributed (starts a local cluster) or the address of a "
+    "running dask scheduler to join (tcp://host:8786).",
 )
 @click.option(
     "--workers",
     default=None,
     type=click.IntRange(min=1),
     help="Threads, processes or cluster workers (default: one per core).",
+)
+@click.option(
+    "--memory-limit",
+    default=None,
+    callback=lambda ctx, param, value: _check_memory_limit(value),
+    help="Memory of each worker of the local cluster (--scheduler distributed), e.g. 2GiB.",
 )
 @click.option(
     "--filter/--no-filter",
@@ -187,6 +194,7 @@ def run(
     chunks: int,
     scheduler: str,
     workers: int | None,
+    memory_limit: str | None,
     apply_filter: bool,
     days: float | None,
     pixel_size: float | None,
@@ -201,7 +209,9 @@ def run(
       trackoff run before.tif after.tif --out result.zarr
       trackoff run before.tif after.tif --out r.zarr --patch-size 32 --spacing 16 \\
           --search-radius 24 --csv points.csv
-      trackoff run before.tif after.tif --out r.zarr --scheduler distributed --workers 4
+      trackoff run before.tif after.tif --out r.zarr --scheduler distributed --workers 4 \\
+          --memory-limit 2GiB
+      trackoff run before.tif after.tif --out r.zarr --scheduler tcp://10.0.0.5:8786
       trackoff run before.tif after.tif --out r.zarr --days 12 --pixel-size 10
       trackoff run before.tif after.tif --out r.zarr --overwrite   # replace an earlier run
 
@@ -241,6 +251,7 @@ def run(
         out,
         scheduler=scheduler,
         workers=workers,
+        memory_limit=memory_limit,
         progress=not quiet,
         mode=mode,
         protect=protect,
@@ -362,6 +373,7 @@ def write_zarr(
     *,
     scheduler: str = "threads",
     workers: int | None = None,
+    memory_limit: str | None = None,
     progress: bool = True,
     mode: str = "w-",
     protect: Iterable[str | os.PathLike[str]] = (),
@@ -380,10 +392,14 @@ def write_zarr(
         Lazy result (e.g. of :func:`trackoff_xr.offsets`).
     path : path-like
         Destination.
-    scheduler : {"threads", "processes", "distributed"}
-        Dask scheduler used for the computation.
+    scheduler : {"threads", "processes", "distributed"} or str
+        Dask scheduler used for the computation; ``"distributed"`` starts a
+        local cluster, an address (``tcp://host:8786``) joins a running one
+        (which is left running).
     workers : int, optional
         Number of threads, processes or cluster workers.
+    memory_limit : str, optional
+        Memory of each worker of a local cluster, e.g. ``"2GiB"``.
     progress : bool
         Show progress on stderr: grid points done (:class:`PointProgress`) on
         local schedulers; distributed's bar on a terminal, or a line every
@@ -406,8 +422,16 @@ def write_zarr(
     blocks = _grid_blocks(ds)
     delayed = to_zarr(ds, path, compute=False, mode=mode, protect=tuple(protect))
     try:
-        if scheduler == "distributed":
-            _compute_on_cluster(delayed, workers, progress=progress, tensorflow=tensorflow)
+        if scheduler == "distributed" or "://" in scheduler:
+            address = None if scheduler == "distributed" else scheduler
+            _compute_on_cluster(
+                delayed,
+                workers,
+                progress=progress,
+                tensorflow=tensorflow,
+                address=address,
+                memory_limit=memory_limit,
+            )
         else:
             _compute_locally(
                 delayed, scheduler, workers, progress=progress, blocks=blocks, tensorflow=tensorflow
@@ -484,35 +508,98 @@ def _stop_pool(pool: Any) -> None:
 
 
 def _compute_on_cluster(
-    delayed: Any, workers: int | None, *, progress: bool, tensorflow: bool
+    delayed: Any,
+    workers: int | None,
+    *,
+    progress: bool,
+    tensorflow: bool,
+    address: str | None = None,
+    memory_limit: str | None = None,
 ) -> None:
-    """Compute on a local dask.distributed cluster, closed however the computation ends."""
+    """Compute on dask.distributed, on a local cluster or on a running scheduler.
+
+    A local cluster is closed however the computation ends; with ``address``
+    the running scheduler is joined and only the client is closed.
+    """
     from distributed import Client, LocalCluster
 
     caught: list[BaseException] = []
+    cluster = None
     with _signals_deferred(caught):  # a cluster half started could not be closed
-        cluster = LocalCluster(
-            n_workers=workers or None,
-            threads_per_worker=1,
-            dashboard_address=None,
-            processes=True,
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster)
+        if address is None:
+            cluster = LocalCluster(
+                n_workers=workers or None,
+                threads_per_worker=1,
+                dashboard_address=":0" if _has_dashboard() else None,
+                processes=True,
+                silence_logs=logging.ERROR,
+                memory_limit=memory_limit or "auto",
+            )
+            client = Client(cluster)
+        else:
+            try:
+                client = Client(address, timeout=10)
+            except (OSError, TimeoutError) as exc:
+                raise click.BadParameter(
+                    f"no dask scheduler answered at {address!r} ({exc}); start one "
+                    "(dask scheduler) or pass --scheduler distributed for a local cluster",
+                    param_hint="--scheduler",
+                ) from exc
     try:
         if caught:
             raise caught[0]
-        client.run(_quiet_worker, tensorflow=tensorflow, ignore_sigint=False)
+        if progress and (cluster is None or _has_dashboard()) and client.dashboard_link:
+            click.echo(f"dask dashboard: {client.dashboard_link}", err=True)
+        if cluster is not None:
+            client.run(_quiet_worker, tensorflow=tensorflow, ignore_sigint=False)
         future = client.compute(delayed)
         if progress:
             _cluster_progress(future, sys.stderr)
         future.result()
     finally:
-        for closing in (partial(client.close, timeout=3), partial(cluster.close, timeout=5)):
+        closings = [partial(client.close, timeout=3)]
+        if cluster is not None:  # a scheduler we joined is left running
+            closings.append(partial(cluster.close, timeout=5))
+        for closing in closings:
             try:
                 closing()
             except Exception:  # closing after an interrupt: exit promptly rather than fail
                 logging.getLogger("trackoff_xr").debug("closing the cluster", exc_info=True)
+
+
+def _has_dashboard() -> bool:
+    """Whether distributed can serve its dashboard here (it needs bokeh)."""
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
+def _check_scheduler(value: str) -> str:
+    """Accept a local scheduler's name or a scheduler address (``tcp://host:port``)."""
+    if value in ("threads", "processes", "distributed") or "://" in value:
+        return value
+    raise click.BadParameter(
+        f"{value!r} is neither threads, processes, distributed nor a scheduler address; "
+        "pass e.g. --scheduler distributed or --scheduler tcp://host:8786",
+        param_hint="--scheduler",
+    )
+
+
+def _check_memory_limit(value: str | None) -> str | None:
+    """Accept a memory size dask understands (``2GiB``, ``1500MB``), or nothing."""
+    if value is None:
+        return None
+    from dask.utils import parse_bytes
+
+    try:
+        if parse_bytes(value) <= 0:
+            raise ValueError(value)
+    except (ValueError, TypeError):
+        raise click.BadParameter(
+            f"{value!r} is not a memory size; pass e.g. --memory-limit 2GiB",
+            param_hint="--memory-limit",
+        ) from None
+    return value
 
 
 @contextmanager
