@@ -10,9 +10,8 @@ Importing the package registers the ``.trackoff`` accessor on DataArrays.
 (3.0, 8.0)
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import accessor as _accessor  # noqa: F401  (registers .trackoff)
+from ._version import __version__
 from .classifier.filter import filter_probability
 from .exceptions import (
     AuthenticationError,
@@ -48,11 +47,6 @@ from .sentinel1 import check_s1_pair, open_safe
 from .tracking import offsets
 from .velocity import pair_metadata, velocity
 from .writers import append_pair, open_zarr, to_csv, to_geotiff, to_zarr
-
-try:
-    __version__ = version("trackoff_xr")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "AuthenticationError",

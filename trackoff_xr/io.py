@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .chunks import check_chunks as _check_chunks
+from .chunks import raster_chunks as _raster_chunks
 from .exceptions import ImageReadError, InvalidParameterError
 
 __all__ = ["open_image"]
@@ -202,14 +204,6 @@ def open_image(
     return image
 
 
-_CHUNKS_FORMS = (
-    "pass a positive int (pixels per chunk side, e.g. 2048), -1 for one chunk along each "
-    "axis, a (rows, columns) pair of those, a dict such as {'y': 1024, 'x': 1024}, "
-    "'auto', or None to read into memory"
-)
-_CHUNK_DIMS = ("y", "x", "band")
-
-
 def _path_string(path: Any) -> str:
     """``path`` as a str, or a clear error when it is no path at all."""
     if isinstance(path, (xr.DataArray, xr.Dataset)):
@@ -225,33 +219,6 @@ def _path_string(path: Any) -> str:
             "or pathlib.Path, e.g. open_image('before.tif')"
         )
     return os.fsdecode(path)
-
-
-def _chunk_size_ok(value: Any) -> bool:
-    if value == "auto" and isinstance(value, str):
-        return True
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        return False
-    return bool(value >= 1 or value == -1)
-
-
-def _check_chunks(chunks: Any) -> None:
-    """Raise :class:`InvalidParameterError` unless ``chunks`` is a form open_image takes."""
-    if chunks is None or _chunk_size_ok(chunks):
-        return
-    if isinstance(chunks, (tuple, list)) and len(chunks) == 2:
-        if all(_chunk_size_ok(c) for c in chunks):
-            return
-    elif isinstance(chunks, dict):
-        unknown = [k for k in chunks if k not in _CHUNK_DIMS]
-        if unknown:
-            raise InvalidParameterError(
-                f"chunks={chunks!r} names {unknown}, which are not dimensions of the "
-                f"image (it has 'y' and 'x'); {_CHUNKS_FORMS}"
-            )
-        if all(_chunk_size_ok(c) or c is None for c in chunks.values()):
-            return
-    raise InvalidParameterError(f"chunks={chunks!r} is not accepted; {_CHUNKS_FORMS}")
 
 
 def _unreadable(path_str: str, exc: Exception) -> str:
@@ -322,14 +289,6 @@ def _check_complete(gdal_path: str, path_str: str) -> None:
             f"{path_str!r} is truncated or corrupt: its last block cannot be read "
             f"({detail}); copy or download the file again"
         ) from exc
-
-
-def _raster_chunks(chunks: Any) -> Any:
-    """Chunks for rioxarray's (band, y, x) array from our (y, x) ones."""
-    _check_chunks(chunks)
-    if isinstance(chunks, (tuple, list)) and len(chunks) == 2:
-        return {"band": 1, "y": chunks[0], "x": chunks[1]}
-    return chunks
 
 
 def _iso(date: Any) -> str:

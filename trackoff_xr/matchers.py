@@ -23,15 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .exceptions import InvalidParameterError, UnknownMethodError
-from .kernels import SUBPIXEL_METHODS, ncc_surfaces, refine_peaks, refine_translation
+from .kernels import SUBPIXEL_METHODS
+from .kernels.match import MatchResult, check_subpixel, correlate_and_refine
 
 __all__ = [
+    "SUBPIXEL_METHODS",
     "MatchResult",
+    "check_subpixel",
     "correlate_and_refine",
     "Matcher",
     "NCCMatcher",
@@ -39,18 +42,6 @@ __all__ = [
     "get_matcher",
     "register_matcher",
 ]
-
-
-#: integer-peak ZNCC at and above which a match is taken as exact (no refinement)
-EXACT_MATCH = 0.999
-
-
-class MatchResult(NamedTuple):
-    """Offsets and match quality for a batch of template/window pairs."""
-
-    dy: np.ndarray
-    dx: np.ndarray
-    score: np.ndarray
 
 
 class Matcher(Protocol):
@@ -94,11 +85,7 @@ class NCCMatcher:
     name: str = "ncc"
 
     def __post_init__(self) -> None:
-        if self.subpixel not in ("gauss-newton", *SUBPIXEL_METHODS):
-            raise InvalidParameterError(
-                f"subpixel={self.subpixel!r} is not a sub-pixel method; use one of "
-                f"{', '.join(map(repr, ('gauss-newton', *SUBPIXEL_METHODS)))}"
-            )
+        check_subpixel(self.subpixel)
 
     #: the engine may pass :class:`~trackoff_xr.kernels.WindowLattice` batches
     #: (read in place) instead of copied arrays
@@ -113,60 +100,6 @@ class NCCMatcher:
     def describe(self) -> dict[str, Any]:
         """Parameters recorded in the output attributes."""
         return {"subpixel": self.subpixel}
-
-
-def correlate_and_refine(
-    templates: np.ndarray,
-    windows: np.ndarray,
-    subpixel: str = "gauss-newton",
-    refine_on: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """ZNCC search over the whole window, then sub-pixel refinement of the peak.
-
-    ``refine_on`` optionally gives other (templates, windows) -- e.g. a
-    linear, shift-equivariant version of the images -- for the Gauss-Newton
-    refinement, while the integer search uses ``templates``/``windows``.
-
-    An integer peak on the border of the search window (``|dy|`` or ``|dx|``
-    equal to ``R``) is not refined inward: it is returned on the border, where
-    the engine marks it as not a measurement
-    (:func:`~trackoff_xr.blockwise.match_arrays`).
-
-    Returns
-    -------
-    dy, dx : ndarray (n,), float32
-        Offsets; NaN where nothing correlates positively.
-    peak : ndarray (n,), float32
-        Correlation at the returned offset (NaN for unusable pairs).
-    surfaces : ndarray (n, 2R + 1, 2R + 1)
-        The integer correlation surfaces.
-    """
-    surfaces = ncc_surfaces(templates, windows)
-    if subpixel != "gauss-newton":
-        dy, dx, peak = refine_peaks(surfaces, subpixel)  # type: ignore[arg-type]
-    else:
-        iy, ix, peak = refine_peaks(surfaces, "none")
-        dy, dx, _ = refine_peaks(surfaces, "gaussian")  # a close start: fewer steps
-        # a whole-pixel match that is already essentially perfect is not
-        # moved: along an edge (the aperture problem) the refinement could
-        # otherwise drift on interpolation error. Comparing correlations in
-        # general would favour integers, where no interpolation smooths noise.
-        exact = peak >= EXACT_MATCH
-        dy[exact], dx[exact] = iy[exact], ix[exact]
-        # the maximum of a border peak may lie beyond the window: refining it
-        # would pull it inward and present it as an inner match
-        radius = (surfaces.shape[1] - 1) // 2
-        border = (np.maximum(np.abs(iy), np.abs(ix)) >= radius) & (radius >= 1)
-        todo = np.flatnonzero(np.isfinite(peak) & ~exact & ~border)
-        rt, rw = refine_on if refine_on is not None else (templates, windows)
-        ry, rx, zncc = refine_translation(rt[todo], rw[todo], dy[todo], dx[todo])
-        dy[todo], dx[todo] = ry, rx
-        if refine_on is None:
-            peak[todo] = np.fmax(peak[todo], zncc)
-    # no positive correlation anywhere: nothing was matched
-    dy[~(peak > 0)] = np.nan
-    dx[~(peak > 0)] = np.nan
-    return dy, dx, peak, surfaces
 
 
 def _cnn(**options: Any) -> Matcher:

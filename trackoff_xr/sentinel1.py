@@ -382,7 +382,7 @@ def open_safe(
     """
     import rioxarray
 
-    from .io import _raster_chunks
+    from .chunks import raster_chunks as _raster_chunks
 
     if calibration not in CALIBRATIONS:
         raise InvalidParameterError(

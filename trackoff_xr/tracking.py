@@ -144,7 +144,7 @@ def offsets(
 def _attributes(
     grid: GridSpec, matcher: Any, ref: xr.DataArray, sec: xr.DataArray
 ) -> dict[str, Any]:
-    from . import __version__
+    from ._version import __version__
 
     attrs: dict[str, Any] = {
         "title": "image offsets measured by trackoff_xr",

@@ -777,7 +777,7 @@ def prepare_dataset(ds: xr.Dataset) -> xr.Dataset:
     >>> prepare_dataset(ds).attrs["Conventions"]
     'CF-1.8'
     """
-    from . import __version__
+    from ._version import __version__
 
     out = ds.copy()
     for var in out.variables.values():
@@ -1056,7 +1056,7 @@ def append_pair(ds: xr.Dataset, store: Any, *, mid_date: Any = None, protect: An
     IncompleteStoreError
         The cube's previous write was interrupted.
     """
-    from . import __version__
+    from ._version import __version__
     from .validation import crs_wkt
 
     protected = _protected(protect, ds)
@@ -1214,7 +1214,7 @@ def to_geotiff(
     """
     import rioxarray  # noqa: F401  (registers .rio)
 
-    from . import __version__
+    from ._version import __version__
 
     names = _names(variables)
     absent = [n for n in names if n not in ds]
@@ -1469,7 +1469,7 @@ def save_figure(
     >>> save_figure(fig, path, mode="w") == path
     True
     """
-    from . import __version__
+    from ._version import __version__
 
     t = _check(path, kind="figure", mode=mode, protected=_protected(protect))
     metadata = {"Software": f"{SOFTWARE} {__version__}"}
@@ -1528,7 +1528,7 @@ def write_table(
 
 
 def _marked(meta: dict[str, Any]) -> dict[str, Any]:
-    from . import __version__
+    from ._version import __version__
 
     return {**meta, "software": SOFTWARE, "software_version": __version__}
 

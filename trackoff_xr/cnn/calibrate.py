@@ -18,7 +18,7 @@ import numpy as np
 
 from ..grid import GridSpec
 from ..kernels import extract_windows
-from ..matchers import correlate_and_refine
+from ..kernels.match import correlate_and_refine
 from ..synthetic import fractal_texture, glacier_field, speckle, warp
 from .features import DEFAULT_WEIGHTS, extract_channels
 from .matcher import peak_statistics

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..exceptions import InvalidParameterError
 from ..kernels import WindowLattice
-from ..matchers import MatchResult, correlate_and_refine
+from ..kernels.match import MatchResult, check_subpixel, correlate_and_refine
 from .features import (
     DEFAULT_WEIGHTS,
     LCN_RADIUS,
@@ -105,15 +105,13 @@ class CNNMatcher:
     def __post_init__(self) -> None:
         from pathlib import Path
 
-        from ..matchers import NCCMatcher
-
         object.__setattr__(self, "weights", str(self.weights))
         if not Path(self.weights).exists():
             raise InvalidParameterError(
                 f"weights={self.weights!r} does not exist; pass a file written by "
                 "trackoff_xr.cnn.train or fine_tune, or leave weights out for the shipped model"
             )
-        NCCMatcher(subpixel=self.subpixel)  # validates subpixel
+        check_subpixel(self.subpixel)
         self._meta.update(model_metadata(self.weights))
         # read the architecture once: the engine asks for the context per block
         self._meta["context"] = LCN_RADIUS + network_radius(*architecture(self.weights))
