@@ -100,3 +100,18 @@ def test_bad_input_is_refused(result):
         velocity_map(result.dx)
     with pytest.raises(InvalidParameterError, match="background must be a 2-D"):
         velocity_map(result, background=np.zeros((4, 4)))
+
+
+def test_the_demo_leaves_the_users_matplotlib_backend_alone(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib; matplotlib.use('svg')\n"
+        "import trackoff_xr.demo as demo\n"
+        f"demo.run_demo({str(tmp_path / 'out')!r}, size=256, method='ncc')\n"
+        "print(matplotlib.get_backend())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "svg"
+    assert (tmp_path / "out" / "offsets.png").stat().st_size > 0

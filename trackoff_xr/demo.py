@@ -28,14 +28,12 @@ class DemoResult:
 
 
 def _figure(ref: xr.DataArray, ds: xr.Dataset, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
 
     magnitude = np.hypot(ds.dx, ds.dy)
     lo, hi = np.nanpercentile(ref.values, [2, 98])
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
+    fig = Figure(figsize=(7, 6), dpi=100)
+    ax = fig.subplots()
     ax.imshow(
         ref.values,
         cmap="gray",
@@ -62,10 +60,7 @@ def _figure(ref: xr.DataArray, ds: xr.Dataset, path: Path) -> None:
     ax.set_xlabel("column")
     ax.set_ylabel("row")
     fig.tight_layout()
-    try:  # marked as ours, atomic; an earlier demo's figure is replaced
-        save_figure(fig, path, mode="w")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, mode="w")  # marked as ours, atomic; an earlier demo's is replaced
 
 
 def demo_paths(out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
