@@ -114,8 +114,10 @@ def measure(store: Path, work: Path, method: str, part: str, scheduler: str) -> 
     target = work / f"out-{method}-{part}-{scheduler}.zarr"
     code = _RUN.format(args=(str(store), str(target), method, part, scheduler))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if done.returncode:
-        return {"error": done.stderr.strip().splitlines()[-1:]}
+    if done.returncode:  # the exception's line, not the warnings printed after it
+        lines = done.stderr.strip().splitlines()
+        errors = [line for line in lines if "Error" in line or "Killed" in line]
+        return {"error": (errors or lines)[-3:]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
