@@ -253,10 +253,6 @@ def _is_dask(a: Any) -> bool:
 # --------------------------------------------------------------------------
 
 
-def _valid(ds: xr.Dataset) -> xr.DataArray:
-    return valid_mask(ds)
-
-
 def _check_dataset(ds: Any, func: str) -> None:
     if not isinstance(ds, xr.Dataset) or "dx" not in ds or "dy" not in ds:
         got = type(ds).__name__
@@ -410,7 +406,7 @@ def filter_median(
     def kernel(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         return median_test(dx, dy, **options)  # type: ignore[arg-type]
 
-    valid = _valid(ds)
+    valid = valid_mask(ds)
     dx = ds["dx"].where(valid).transpose(*ds["dx"].dims)
     dy = ds["dy"].where(valid).transpose(*dx.dims)
     mask = _neighbourhood_map(kernel, [dx.data, dy.data], window // 2, bool)
@@ -510,7 +506,7 @@ def fill_gaps(ds: xr.Dataset, max_gap: int = 1) -> xr.Dataset:
         raise InvalidParameterError(
             f"max_gap={max_gap!r} is not an integer >= 1; pass e.g. max_gap=1"
         )
-    valid = _valid(ds)
+    valid = valid_mask(ds)
     dims = ds["dx"].dims
     names = measured_variables(ds)
     fields = [ds[n].where(valid).transpose(*dims).astype(np.float32) for n in names]

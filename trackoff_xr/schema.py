@@ -6,6 +6,8 @@ What every module that makes, filters, plots or writes a result agrees on:
   CF ``standard_name``, flags) and whether it is *measured*: a quantity
   derived from the offset of a point, which is NaN wherever that point is
   rejected (pixels, metres, velocities, errors).
+* Extra outputs of a matcher (e.g. the classifier's ``prob_mean``) are
+  declared by the matcher itself (its ``output_attrs``), not here.
 * :func:`attrs_for` hands out a fresh copy of a variable's attributes, so
   attributes never leak from one variable to another through arithmetic
   (``ds.dx * 10`` keeps ``dx``'s description in xarray).
@@ -116,14 +118,6 @@ VARIABLES: dict[str, Variable] = _variables(
             "flag_values": "0 1",
             "flag_meanings": "measured interpolated",
         },
-    ),
-    Variable(
-        "prob_mean",
-        {"long_name": "mean of the tile's class-probability map", "units": "1"},
-    ),
-    Variable(
-        "prob_std",
-        {"long_name": "standard deviation of the tile's class-probability map", "units": "1"},
     ),
     Variable(
         "dx_m",

@@ -16,7 +16,7 @@ from .options import get_options
 __all__ = ["tensorflow"]
 
 _lock = threading.Lock()
-_configured: dict[str, tuple[int, int]] = {}
+_pools: tuple[int, int] | None = None  # (intra, inter) once TensorFlow was set up
 
 
 def tensorflow(method: str) -> Any:
@@ -44,8 +44,9 @@ def tensorflow(method: str) -> Any:
             f"method={method!r} needs TensorFlow, which is not installed; install it with "
             "pip install 'trackoff_xr[cnn]', or use method='ncc'"
         ) from exc
+    global _pools
     with _lock:
-        if "pools" not in _configured:
+        if _pools is None:
             options = get_options()
             intra, inter = options["tf_intra_op_threads"], options["tf_inter_op_threads"]
             try:
@@ -53,10 +54,10 @@ def tensorflow(method: str) -> Any:
                 tf.config.threading.set_inter_op_parallelism_threads(inter)
             except RuntimeError:  # TensorFlow already ran in this process: keep its pools
                 pass
-            _configured["pools"] = (intra, inter)
+            _pools = (intra, inter)
     return tf
 
 
 def thread_pools() -> tuple[int, int] | None:
     """Return the (intra-op, inter-op) pool sizes asked for, or None before TensorFlow ran."""
-    return _configured.get("pools")
+    return _pools
