@@ -48,7 +48,7 @@ CASES = [
 
 
 def _truth(truth, ds):
-    from trackoff_xr.synthetic import truth_at_points
+    from trackoff_xr.testing.synthetic import truth_at_points
 
     return truth_at_points(truth, ds)
 
@@ -56,7 +56,7 @@ def _truth(truth, ds):
 def accuracy(size: int = 1024, cases=CASES) -> list[dict]:
     """RMSE and outlier fractions of both methods on each case."""
     import trackoff_xr
-    from trackoff_xr.synthetic import sar_pair
+    from trackoff_xr.testing.synthetic import sar_pair
 
     rows = []
     for name, looks, beta, contrast, seed, field in cases:
@@ -101,7 +101,7 @@ def speed(size: int = 4096, chunks: int = 1024, rounds: int = 5) -> dict:
     windows fit in the image, the same for both methods.
     """
     import trackoff_xr
-    from trackoff_xr.synthetic import shifted_pair
+    from trackoff_xr.testing.synthetic import shifted_pair
 
     ref, sec = shifted_pair((size, size), shift=(-4.37, 6.81), looks=4.0, seed=600)
     grid = trackoff_xr.GridSpec(64, 32, 16)
@@ -142,7 +142,7 @@ def _errors(dy, dx, truth_dy, truth_dx, keep):
 def real_accuracy(cases=None, quick: bool = False) -> list[dict]:
     """The plain OpenCV loop, ``ncc`` and ``cnn`` on every real-texture case."""
     import trackoff_xr
-    from trackoff_xr.synthetic import truth_at_points
+    from trackoff_xr.testing.synthetic import truth_at_points
 
     grid = trackoff_xr.GridSpec(GRID["patch_size"], GRID["spacing"], GRID["search_radius"])
     rows = []

@@ -64,7 +64,7 @@ def run(size: int = 8192, chunks: int = 1024, method: str = "ncc") -> dict:
     """Write a ``size`` x ``size`` pair to Zarr and measure the three peaks."""
     import xarray as xr
 
-    from trackoff_xr.synthetic import shifted_pair
+    from trackoff_xr.testing.synthetic import shifted_pair
 
     with tempfile.TemporaryDirectory() as tmp:
         store = str(Path(tmp) / "pair.zarr")

@@ -49,7 +49,7 @@ def run(
 ) -> dict:
     """Time both paths; return points/s, ratios and accuracy against the known shift."""
     import trackoff_xr
-    from trackoff_xr.synthetic import shifted_pair
+    from trackoff_xr.testing.synthetic import shifted_pair
 
     shift = (-4.37, 6.81)
     ref, sec = shifted_pair((size, size), shift=shift, looks=4.0, seed=123)

@@ -2,7 +2,7 @@
 
 Evaluation only: nothing here is ever used to train, calibrate or choose a
 hyper-parameter of the shipped CNN (those use generated data, see
-``trackoff_xr.cnn.train``).
+``trackoff_xr.matchers.cnn.train``).
 
 * ``dj``: the Sentinel-1 amplitude of Daugaard-Jensen glacier
   (``glacier_synthetic/DJ_before.tiff``, 8-bit, 1950 x 1450 px): bright,
@@ -11,7 +11,7 @@ hyper-parameter of the shipped CNN (those use generated data, see
   control.
 
 A pair is the texture and a copy moved by a known displacement field
-(:func:`trackoff_xr.synthetic.warp`), with independent Gamma speckle of
+(:func:`trackoff_xr.testing.synthetic.warp`), with independent Gamma speckle of
 ``looks`` looks applied to the amplitude of one or both images, then
 quantised to 8 bits with the saturation at 255 that the DJ product has.
 """
@@ -96,7 +96,7 @@ def make_pair(case: Case):
     """Return ``ref``, ``sec`` (DataArrays, pixel coordinates) and the per-pixel truth."""
     import xarray as xr
 
-    from trackoff_xr.synthetic import glacier_field, smooth_field, warp
+    from trackoff_xr.testing.synthetic import glacier_field, smooth_field, warp
 
     rng = np.random.default_rng(case.seed)
     texture = load_texture(case.texture)

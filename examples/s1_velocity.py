@@ -8,16 +8,16 @@ Online (needs Earthdata Login: EARTHDATA_TOKEN, ~/.netrc, or --token)::
 
 What it does:
 
-1. ``trackoff_xr.s1.search_scenes`` finds IW GRD-HD scenes over the box;
+1. ``trackoff_xr.io.asf.search_scenes`` finds IW GRD-HD scenes over the box;
    ``find_pairs`` keeps pairs on one relative orbit and frame ``--gap`` days apart.
-2. ``trackoff_xr.s1.download`` fetches the first pair (complete files are skipped).
+2. ``trackoff_xr.io.asf.download`` fetches the first pair (complete files are skipped).
 3. ``trackoff_xr.open_image`` opens both ``.zip`` products lazily (radar geometry);
    ``check_s1_pair`` refuses pairs from different orbits.
 4. Both scenes are projected onto one map grid with their ground control points
    (``--crs``; this step loads the scenes into memory: about 2 GB each), then
    clipped to ``--bbox``. Without ``--crs`` they are tracked in radar geometry
    and the output names the components ``v_range``/``v_azimuth``.
-5. ``trackoff_xr.offsets`` (NCC here) and ``trackoff_xr.velocity.velocity``
+5. ``trackoff_xr.offsets`` (NCC here) and ``trackoff_xr.velocity``
    give ``vx``, ``vy``, ``v`` in meter/year.
 6. ``velocity.zarr`` (ITS_LIVE-style), one COG per component and the TrackOff CSV.
 
@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import trackoff_xr
-from trackoff_xr.velocity import pair_metadata, velocity
-from trackoff_xr.writers import to_csv, to_geotiff, to_zarr
+from trackoff_xr.io import to_csv, to_geotiff, to_zarr
+from trackoff_xr.postprocess.velocity import pair_metadata, velocity
 
 
 def find_pair(bbox: tuple[float, float, float, float], start: str, end: str, gap: float = 12):
     """Search ASF and return the first pair ``gap`` days apart (a pandas Series)."""
-    from trackoff_xr import s1
+    from trackoff_xr.io import asf as s1
 
     scenes = s1.search_scenes(bbox, start, end)
     pairs = s1.find_pairs(scenes, gaps=(gap,))
@@ -51,7 +51,7 @@ def find_pair(bbox: tuple[float, float, float, float], start: str, end: str, gap
 
 def fetch(pair, directory: Path, **credentials: Any) -> tuple[Path, Path]:
     """Download both products of ``pair`` (skipping complete files)."""
-    from trackoff_xr import s1
+    from trackoff_xr.io import asf as s1
 
     ref, sec = s1.download(pair.to_frame().T, directory, **credentials)
     return ref, sec
@@ -85,7 +85,7 @@ def process_pair(
     ref = trackoff_xr.open_image(ref_path, chunks=chunks, date=dates[0] if dates else None)
     sec = trackoff_xr.open_image(sec_path, chunks=chunks, date=dates[1] if dates else None)
     if ref.attrs.get("geometry") == "radar":
-        from trackoff_xr.sentinel1 import check_s1_pair
+        from trackoff_xr.io.safe import check_s1_pair
 
         check_s1_pair(ref, sec)
         if crs is not None:

@@ -31,9 +31,9 @@ import numpy as np
 
 import trackoff_xr
 from trackoff_xr import plot
-from trackoff_xr.classifier import filter_probability
-from trackoff_xr.velocity import velocity
-from trackoff_xr.writers import save_figure
+from trackoff_xr.io import save_figure
+from trackoff_xr.matchers.classifier import filter_probability
+from trackoff_xr.postprocess.velocity import velocity
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glacier_synthetic"
 

@@ -4,7 +4,7 @@ import xarray as xr
 
 import trackoff_xr
 from trackoff_xr.accessor import TrackOffAccessor
-from trackoff_xr.synthetic import shifted_pair
+from trackoff_xr.testing.synthetic import shifted_pair
 
 
 def test_accessor_is_registered_and_cached():

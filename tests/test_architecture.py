@@ -85,7 +85,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_walker_sees_the_package():
     graph = _graph()
     assert "trackoff_xr.kernels.match" in graph["trackoff_xr.matchers"]
-    assert "trackoff_xr.schema" in graph["trackoff_xr.filters"]
+    assert "trackoff_xr.schema" in graph["trackoff_xr.postprocess.filters"]
 
 
 def test_the_cycle_finder_finds_cycles():

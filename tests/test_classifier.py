@@ -11,9 +11,12 @@ import pytest
 import xarray as xr
 
 import trackoff_xr
-from trackoff_xr.augment import PIL_FILTERS, pil_filter, rescale, rotate
 from trackoff_xr.blockwise import match_arrays, output_fields
-from trackoff_xr.classifier import (
+from trackoff_xr.exceptions import InvalidParameterError
+from trackoff_xr.grid import GridSpec
+from trackoff_xr.kernels.augment import PIL_FILTERS, pil_filter, rescale, rotate
+from trackoff_xr.matchers import get_matcher
+from trackoff_xr.matchers.classifier import (
     AugmentConfig,
     ClassifierMatcher,
     candidate_steps,
@@ -22,11 +25,8 @@ from trackoff_xr.classifier import (
     filter_probability,
     training_images,
 )
-from trackoff_xr.classifier.augmentation import to_uint8
-from trackoff_xr.exceptions import InvalidParameterError
-from trackoff_xr.grid import GridSpec
-from trackoff_xr.matchers import get_matcher
-from trackoff_xr.synthetic import fractal_texture, shifted_pair
+from trackoff_xr.matchers.classifier.augmentation import to_uint8
+from trackoff_xr.testing.synthetic import fractal_texture, shifted_pair
 
 from .conftest import raise_if_dask_computes
 
@@ -40,7 +40,7 @@ def _texture(shape: tuple[int, int], seed: int = 0, beta: float = 2.6) -> np.nda
 
 
 # --------------------------------------------------------------------------
-# trackoff_xr.augment against PIL
+# trackoff_xr.kernels.augment against PIL
 # --------------------------------------------------------------------------
 
 
@@ -278,7 +278,7 @@ def test_fast_preset_recovers_an_integer_shift() -> None:
 
 def test_tiles_trained_together_stay_independent() -> None:
     """A tile's classifier does not depend on which other tiles share its training loop."""
-    from trackoff_xr.classifier.network import NetworkSpec, predict, train_tiles
+    from trackoff_xr.matchers.classifier.network import NetworkSpec, predict, train_tiles
 
     rng = np.random.default_rng(5)
     windows = rng.integers(0, 256, (3, 22, 22)).astype(np.uint8)

@@ -11,7 +11,7 @@ import xarray as xr
 
 import trackoff_xr
 from trackoff_xr.cli import main, write_zarr
-from trackoff_xr.filters import filter_offsets
+from trackoff_xr.postprocess.filters import filter_offsets
 
 from .conftest import shared_file
 
@@ -312,7 +312,7 @@ def test_memory_limit_reaches_the_local_cluster(monkeypatch):
 def test_the_api_runs_on_the_active_client():
     import distributed
 
-    from trackoff_xr.synthetic import shifted_pair
+    from trackoff_xr.testing.synthetic import shifted_pair
 
     ref, sec = shifted_pair((256, 256), shift=(1.5, -2.0), seed=3)
     with (

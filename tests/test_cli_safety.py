@@ -23,8 +23,8 @@ import pytest
 import xarray as xr
 
 from trackoff_xr import cli
-from trackoff_xr.synthetic import shifted_pair
-from trackoff_xr.writers import open_zarr, to_zarr
+from trackoff_xr.io import open_zarr, to_zarr
+from trackoff_xr.testing.synthetic import shifted_pair
 
 from .test_output_safety import snapshot
 
@@ -470,7 +470,7 @@ def test_demo_never_replaces_a_users_folder(tmp_path, monkeypatch, capsys):
 
 
 def test_train_refuses_the_package_folder(capsys):
-    from trackoff_xr.cnn.features import DEFAULT_WEIGHTS
+    from trackoff_xr.matchers.cnn.features import DEFAULT_WEIGHTS
 
     folder = DEFAULT_WEIGHTS.parent
     before = snapshot(folder)
@@ -484,7 +484,7 @@ def test_train_refuses_the_package_folder(capsys):
 def test_train_defaults_to_a_folder_in_the_current_directory():
     import importlib
 
-    training = importlib.import_module("trackoff_xr.cnn.train")
+    training = importlib.import_module("trackoff_xr.matchers.cnn.train")
 
     option = next(p for p in cli.train.params if p.name == "out_dir")
     assert option.default == "trackoff_weights"
@@ -592,7 +592,7 @@ def test_s1_search_never_replaces_a_users_file(user_folder, asf_search_calls, ov
 def test_s1_search_replaces_its_own_table_only_with_overwrite(
     user_folder, asf_search_calls, capsys
 ):
-    from trackoff_xr.writers import TABLE_COLUMNS
+    from trackoff_xr.io import TABLE_COLUMNS
 
     assert run_main(*S1_SEARCH, "--out", "pairs.csv") == 0
     lines = (user_folder / "pairs.csv").read_text().splitlines()
@@ -610,7 +610,7 @@ def test_s1_search_replaces_its_own_table_only_with_overwrite(
 
 def test_s1_search_writes_an_empty_table_it_recognises(user_folder, monkeypatch):
     pytest.importorskip("asf_search")
-    from trackoff_xr import s1
+    from trackoff_xr.io import asf as s1
 
     from .test_s1_search import recorded_results
 
@@ -622,7 +622,7 @@ def test_s1_search_writes_an_empty_table_it_recognises(user_folder, monkeypatch)
 @pytest.fixture
 def no_training(monkeypatch):
     """``trackoff train`` without TensorFlow: training fails the test if it starts."""
-    training = importlib.import_module("trackoff_xr.cnn.train")
+    training = importlib.import_module("trackoff_xr.matchers.cnn.train")
 
     def build_model(*args, **kwargs):
         raise AssertionError("training started before the output was checked")
@@ -655,8 +655,8 @@ def test_train_never_replaces_a_users_files(user_folder, no_training, files, ove
 
 
 def test_train_replaces_its_own_weights_only_with_overwrite(user_folder, monkeypatch, capsys):
-    training = importlib.import_module("trackoff_xr.cnn.train")
-    from trackoff_xr.writers import save_weights
+    training = importlib.import_module("trackoff_xr.matchers.cnn.train")
+    from trackoff_xr.io import save_weights
 
     modes = []
 
@@ -682,9 +682,9 @@ def test_train_replaces_its_own_weights_only_with_overwrite(user_folder, monkeyp
 
 def test_train_api_checks_before_training_and_replaces_only_its_own(tmp_path):
     pytest.importorskip("tensorflow")
-    from trackoff_xr.cnn.train import train
-    from trackoff_xr.cnn.training_data import TrainingSpec
     from trackoff_xr.exceptions import OutputExistsError, ProtectedOutputError
+    from trackoff_xr.matchers.cnn.train import train
+    from trackoff_xr.matchers.cnn.training_data import TrainingSpec
 
     def no_batches(rng, n):
         raise AssertionError("training started before the output was checked")

@@ -13,11 +13,11 @@ import xarray as xr
 import trackoff_xr
 from trackoff_xr import InvalidParameterError
 from trackoff_xr.matchers import NCCMatcher
-from trackoff_xr.synthetic import sar_pair, shifted_pair
+from trackoff_xr.testing.synthetic import sar_pair, shifted_pair
 
 pytest.importorskip("tensorflow")
 
-from trackoff_xr.cnn import features as cnn_features  # noqa: E402
+from trackoff_xr.matchers.cnn import features as cnn_features  # noqa: E402
 
 CNN = dict(patch_size=64, spacing=32, search_radius=16)
 
@@ -131,7 +131,7 @@ def test_model_is_loaded_once_per_process(speckled_pair, monkeypatch):
 def test_building_the_graph_loads_nothing():
     code = (
         "import sys, trackoff_xr\n"
-        "from trackoff_xr.synthetic import shifted_pair\n"
+        "from trackoff_xr.testing.synthetic import shifted_pair\n"
         "r, s = shifted_pair((256, 256))\n"
         "ds = trackoff_xr.offsets(r.chunk(128), s.chunk(128))\n"
         "print('tensorflow' in sys.modules)\n"
@@ -165,7 +165,7 @@ def test_confidence_says_dont_know_on_unrelated_images():
 
 
 def test_weights_ship_in_the_wheel(tmp_path):
-    root = cnn_features.DEFAULT_WEIGHTS.parents[3]
+    root = cnn_features.DEFAULT_WEIGHTS.parents[4]
     if not (root / "pyproject.toml").exists():
         pytest.skip("not running from a source checkout")
     subprocess.run(
@@ -185,14 +185,16 @@ def test_weights_ship_in_the_wheel(tmp_path):
     )
     wheel = next(tmp_path.glob("trackoff_xr-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "trackoff_xr/cnn/weights/trackoff_cnn_v1.weights.h5" in names
-    meta = json.loads(zipfile.ZipFile(wheel).read("trackoff_xr/cnn/weights/trackoff_cnn_v1.json"))
+    assert "trackoff_xr/matchers/cnn/weights/trackoff_cnn_v1.weights.h5" in names
+    meta = json.loads(
+        zipfile.ZipFile(wheel).read("trackoff_xr/matchers/cnn/weights/trackoff_cnn_v1.json")
+    )
     assert meta["version"] == "trackoff_cnn_v1"
 
 
 def test_training_is_reproducible_from_a_seed(tmp_path):
-    from trackoff_xr.cnn.train import train
-    from trackoff_xr.cnn.training_data import TrainingSpec
+    from trackoff_xr.matchers.cnn.train import train
+    from trackoff_xr.matchers.cnn.training_data import TrainingSpec
 
     spec = TrainingSpec(patch=24, radius=3, max_shift=2.0, scene=96)
     kw = dict(steps=3, batch_size=4, spec=spec, log_every=0)
@@ -214,8 +216,8 @@ def test_training_is_reproducible_from_a_seed(tmp_path):
 
 
 def test_fine_tune_on_a_scene_and_use_it(tmp_path):
-    from trackoff_xr.cnn.train import fine_tune
-    from trackoff_xr.cnn.training_data import TrainingSpec
+    from trackoff_xr.matchers.cnn.train import fine_tune
+    from trackoff_xr.matchers.cnn.training_data import TrainingSpec
 
     ref, sec = shifted_pair((256, 256), shift=(2.0, 3.0), looks=6, seed=11)
     spec = TrainingSpec(patch=32, radius=4, max_shift=3.0, scene=112)

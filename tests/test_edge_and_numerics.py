@@ -12,7 +12,7 @@ from trackoff_xr.blockwise import OUTPUT_FIELDS, match_arrays, output_fields
 from trackoff_xr.grid import GridSpec
 from trackoff_xr.kernels import WindowLattice, ncc_surfaces
 from trackoff_xr.matchers import MatchResult, correlate_and_refine
-from trackoff_xr.synthetic import shifted_pair
+from trackoff_xr.testing.synthetic import shifted_pair
 
 from .conftest import shared_file
 
@@ -275,7 +275,7 @@ def test_classifier_motion_beyond_the_radius_is_flagged_not_measured():
 
 
 def test_classifier_edge_is_its_outermost_candidate():
-    from trackoff_xr.classifier import ClassifierMatcher
+    from trackoff_xr.matchers.classifier import ClassifierMatcher
 
     # candidates every 4 px within R = 6: -4, 0, 4; the outermost is the edge
     assert ClassifierMatcher(candidate_step=4).search_extent(6) == 4

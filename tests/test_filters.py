@@ -8,7 +8,7 @@ import xarray as xr
 
 import trackoff_xr
 from trackoff_xr.exceptions import InvalidParameterError, TrackOffError
-from trackoff_xr.filters import (
+from trackoff_xr.postprocess.filters import (
     fill_gaps,
     filter_median,
     filter_offsets,
@@ -17,7 +17,7 @@ from trackoff_xr.filters import (
     interpolate_gaps,
     median_test,
 )
-from trackoff_xr.synthetic import sar_pair, truth_at_points
+from trackoff_xr.testing.synthetic import sar_pair, truth_at_points
 
 from .conftest import raise_if_dask_computes
 

@@ -18,8 +18,8 @@ from trackoff_xr import (
     InvalidParameterError,
     TrackOffError,
 )
-from trackoff_xr.synthetic import shifted_pair
-from trackoff_xr.validation import prepare_image
+from trackoff_xr.inputs import prepare_image
+from trackoff_xr.testing.synthetic import shifted_pair
 
 from .conftest import raise_if_dask_computes
 from .test_io_geo import georeference, write_geotiff_pair

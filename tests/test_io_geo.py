@@ -9,8 +9,8 @@ import xarray as xr
 
 import trackoff_xr
 from trackoff_xr import GridMismatchError, ImageReadError, InvalidParameterError, TrackOffError
-from trackoff_xr.io import _gdal_path
-from trackoff_xr.synthetic import shifted_pair
+from trackoff_xr.io.raster import _gdal_path
+from trackoff_xr.testing.synthetic import shifted_pair
 
 from .conftest import raise_if_dask_computes
 

@@ -11,7 +11,7 @@ from trackoff_xr.kernels import (
     refine_translation,
 )
 from trackoff_xr.matchers import NCCMatcher
-from trackoff_xr.synthetic import fractal_texture, shifted_pair
+from trackoff_xr.testing.synthetic import fractal_texture, shifted_pair
 
 
 def _pair(shift, size=32, radius=6, seed=0):

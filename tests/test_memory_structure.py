@@ -13,7 +13,7 @@ from dask.callbacks import Callback
 import trackoff_xr
 from trackoff_xr.blockwise import match_blockwise, reads_privately
 from trackoff_xr.matchers import get_matcher
-from trackoff_xr.synthetic import shifted_pair
+from trackoff_xr.testing.synthetic import shifted_pair
 
 GRID = trackoff_xr.GridSpec(patch_size=32, spacing=32, search_radius=4)
 CHUNK = 96

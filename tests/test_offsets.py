@@ -12,7 +12,7 @@ from trackoff_xr import (
     TrackOffError,
     UnknownMethodError,
 )
-from trackoff_xr.synthetic import sar_pair, shifted_pair
+from trackoff_xr.testing.synthetic import sar_pair, shifted_pair
 
 from .conftest import raise_if_dask_computes
 

@@ -23,7 +23,6 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 from rasterio.transform import from_origin
 
-from trackoff_xr import writers
 from trackoff_xr.exceptions import (
     IncompleteStoreError,
     InvalidParameterError,
@@ -31,7 +30,7 @@ from trackoff_xr.exceptions import (
     OutputLocationError,
     ProtectedOutputError,
 )
-from trackoff_xr.writers import (
+from trackoff_xr.io import (
     COMPLETE_ATTR,
     append_pair,
     check_output,
@@ -41,6 +40,9 @@ from trackoff_xr.writers import (
     to_geotiff,
     to_zarr,
 )
+from trackoff_xr.io import geotiff as io_geotiff
+from trackoff_xr.io import safety as io_safety
+from trackoff_xr.io import zarr as io_zarr
 
 
 def snapshot(folder: str | os.PathLike[str]) -> dict[str, str]:
@@ -204,7 +206,7 @@ def test_interrupt_while_finalizing_leaves_no_partial(tmp_path, monkeypatch):
     def interrupted(store, complete=True):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writers, "_mark_complete", interrupted)
+    monkeypatch.setattr(io_zarr, "_mark_complete", interrupted)
     with pytest.raises(KeyboardInterrupt):
         to_zarr(_result(), tmp_path / "pair.zarr")
     assert list(tmp_path.iterdir()) == []
@@ -287,7 +289,7 @@ def test_memory_urls_go_to_fsspec_or_are_refused(tmp_path, monkeypatch):
     url = "memory://trackoff-safety/points.csv"
     assert to_csv(_result(), url) == url
     with fsspec.open(url, "r") as handle:
-        assert tuple(pd.read_csv(handle).columns) == writers.CSV_COLUMNS
+        assert tuple(pd.read_csv(handle).columns) == io_safety.CSV_COLUMNS
     with pytest.raises(OutputExistsError, match="mode='w'"):
         to_csv(_result(), url)
     to_csv(_result(), url, mode="w")
@@ -392,7 +394,7 @@ def test_interrupted_geotiff_leaves_no_partial_and_no_new_folder(tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writers, "_replace_file", interrupted)
+    monkeypatch.setattr(io_geotiff, "_replace_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         to_geotiff(_result(), tmp_path / "new" / "tifs")
     assert list(tmp_path.iterdir()) == []

@@ -10,9 +10,9 @@ from matplotlib.figure import Figure
 
 import trackoff_xr
 from trackoff_xr.exceptions import InvalidParameterError
-from trackoff_xr.filters import fill_gaps, filter_offsets
 from trackoff_xr.plot import filter_comparison, offset_histogram, score_map, velocity_map
-from trackoff_xr.synthetic import shifted_pair
+from trackoff_xr.postprocess.filters import fill_gaps, filter_offsets
+from trackoff_xr.testing.synthetic import shifted_pair
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import requests
 
-from trackoff_xr import InvalidParameterError, TrackOffError, s1
-from trackoff_xr.s1 import (
+from trackoff_xr import InvalidParameterError, TrackOffError
+from trackoff_xr.io import asf as s1
+from trackoff_xr.io.asf import (
     AuthenticationError,
     Credentials,
     DownloadError,
@@ -345,7 +346,7 @@ def test_cli_s1_search_and_download(fake_search, tmp_path, monkeypatch):
     assert fake_search and "reference" in result.output and out.exists()
     fetched = []
     monkeypatch.setattr(
-        "trackoff_xr.s1.download",
+        "trackoff_xr.io.asf.download",
         lambda items, directory, token=None: fetched.append((items, token)) or [],
     )
     result = CliRunner().invoke(

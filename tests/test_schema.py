@@ -7,7 +7,7 @@ import xarray as xr
 
 import trackoff_xr
 from trackoff_xr import schema
-from trackoff_xr.synthetic import shifted_pair
+from trackoff_xr.testing.synthetic import shifted_pair
 
 
 def _map_pair():

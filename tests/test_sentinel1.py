@@ -10,7 +10,7 @@ import pytest
 
 import trackoff_xr
 from trackoff_xr import GridMismatchError, ImageReadError, InvalidParameterError, TrackOffError
-from trackoff_xr.sentinel1 import (
+from trackoff_xr.io.safe import (
     CalibrationNotAvailableError,
     NotASafeProductError,
     PolarisationError,
@@ -19,7 +19,7 @@ from trackoff_xr.sentinel1 import (
     open_safe,
     safe_metadata,
 )
-from trackoff_xr.velocity import pair_metadata, velocity
+from trackoff_xr.postprocess.velocity import pair_metadata, velocity
 
 from .conftest import raise_if_dask_computes, shared_file
 
@@ -178,7 +178,7 @@ def test_pairs_of_products(product, tmp_path):
     # radar-geometry GeoTIFFs keep the ground control points, moved onto the grid
     import rasterio
 
-    from trackoff_xr.writers import to_geotiff
+    from trackoff_xr.io import to_geotiff
 
     (path,) = to_geotiff(out, tmp_path / "tif", variables=("v",))
     with rasterio.open(path) as src:

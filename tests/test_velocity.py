@@ -6,7 +6,7 @@ import xarray as xr
 
 import trackoff_xr
 from trackoff_xr import InvalidParameterError, TrackOffError
-from trackoff_xr.velocity import MissingMetadataError, pair_metadata, velocity
+from trackoff_xr.postprocess.velocity import MissingMetadataError, pair_metadata, velocity
 
 from .conftest import raise_if_dask_computes
 from .test_io_geo import DATES, PIXEL, SHIFT, write_geotiff_pair

@@ -12,8 +12,7 @@ from dask.delayed import Delayed
 
 import trackoff_xr
 from trackoff_xr import GridMismatchError, InvalidParameterError, TrackOffError
-from trackoff_xr.velocity import MissingMetadataError, pair_metadata, velocity
-from trackoff_xr.writers import (
+from trackoff_xr.io import (
     COMPLETE_ATTR,
     CSV_COLUMNS,
     IncompleteStoreError,
@@ -25,6 +24,7 @@ from trackoff_xr.writers import (
     to_geotiff,
     to_zarr,
 )
+from trackoff_xr.postprocess.velocity import MissingMetadataError, pair_metadata, velocity
 
 from .test_io_geo import DATES, PIXEL, SHIFT, write_geotiff_pair
 

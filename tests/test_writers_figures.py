@@ -1,9 +1,9 @@
 """Figures, search tables and CNN weights obey the writers' one rule (issue 10, item 1).
 
 A writer replaces only what trackoff_xr wrote, and only when asked (``mode="w"``):
-:func:`~trackoff_xr.writers.save_figure` (a PNG whose ``Software`` text names
-trackoff_xr), :func:`~trackoff_xr.writers.write_table` (a CSV with a search table's
-header) and :func:`~trackoff_xr.writers.save_weights` (weights whose JSON says
+:func:`~trackoff_xr.io.save_figure` (a PNG whose ``Software`` text names
+trackoff_xr), :func:`~trackoff_xr.io.write_table` (a CSV with a search table's
+header) and :func:`~trackoff_xr.io.save_weights` (weights whose JSON says
 ``"software": "trackoff_xr"``). Every case runs among user files and checks they
 are byte-identical afterwards.
 """
@@ -20,14 +20,14 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from trackoff_xr import writers
+from trackoff_xr import io as writers
 from trackoff_xr.exceptions import (
     InvalidParameterError,
     OutputExistsError,
     OutputLocationError,
     ProtectedOutputError,
 )
-from trackoff_xr.writers import (
+from trackoff_xr.io import (
     CSV_COLUMNS,
     SOFTWARE,
     TABLE_COLUMNS,
@@ -192,7 +192,7 @@ def test_write_table_to_an_fsspec_url():
 def test_table_columns_are_those_of_the_s1_search(monkeypatch):
     """TABLE_COLUMNS pins what s1.search_scenes and s1.find_pairs return."""
     pytest.importorskip("asf_search")
-    from trackoff_xr import s1
+    from trackoff_xr.io import asf as s1
 
     from .test_s1_search import recorded_results
 
@@ -274,7 +274,7 @@ def test_weights_names_and_locations():
 
 
 def test_the_shipped_json_stays_readable_and_unchanged():
-    from trackoff_xr.cnn.features import DEFAULT_WEIGHTS, architecture, model_metadata
+    from trackoff_xr.matchers.cnn.features import DEFAULT_WEIGHTS, architecture, model_metadata
 
     folder = DEFAULT_WEIGHTS.parent
     before = snapshot(folder)

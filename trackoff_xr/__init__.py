@@ -3,7 +3,7 @@
 Importing the package registers the ``.trackoff`` accessor on DataArrays.
 
 >>> import trackoff_xr
->>> from trackoff_xr.synthetic import shifted_pair
+>>> from trackoff_xr.testing.synthetic import shifted_pair
 >>> ref, sec = shifted_pair(shape=(128, 128), shift=(3.0, 8.0), seed=0)
 >>> ds = ref.trackoff.offsets(sec, patch_size=32, spacing=32, search_radius=10, method="ncc")
 >>> round(float(ds.dy.median()), 1), round(float(ds.dx.median()), 1)
@@ -12,7 +12,6 @@ Importing the package registers the ``.trackoff`` accessor on DataArrays.
 
 from . import accessor as _accessor  # noqa: F401  (registers .trackoff)
 from ._version import __version__
-from .classifier.filter import filter_probability
 from .exceptions import (
     AuthenticationError,
     CalibrationNotAvailableError,
@@ -38,15 +37,24 @@ from .exceptions import (
     TrackOffError,
     UnknownMethodError,
 )
-from .filters import fill_gaps, filter_median, filter_offsets, filter_score, filter_velocity
 from .grid import GridSpec
-from .io import open_image
+from .io.csv import to_csv
+from .io.geotiff import to_geotiff
+from .io.raster import open_image
+from .io.safe import check_s1_pair, open_safe
+from .io.zarr import append_pair, open_zarr, to_zarr
 from .matchers import available_methods, get_matcher, register_matcher
+from .matchers.classifier.probability_filter import filter_probability
 from .options import get_options, set_options
-from .sentinel1 import check_s1_pair, open_safe
+from .postprocess.filters import (
+    fill_gaps,
+    filter_median,
+    filter_offsets,
+    filter_score,
+    filter_velocity,
+)
+from .postprocess.velocity import pair_metadata, velocity
 from .tracking import offsets
-from .velocity import pair_metadata, velocity
-from .writers import append_pair, open_zarr, to_csv, to_geotiff, to_zarr
 
 __all__ = [
     "AuthenticationError",

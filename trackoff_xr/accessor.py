@@ -18,7 +18,7 @@ class TrackOffAccessor:
     Examples
     --------
     >>> import trackoff_xr
-    >>> from trackoff_xr.synthetic import shifted_pair
+    >>> from trackoff_xr.testing.synthetic import shifted_pair
     >>> ref, sec = shifted_pair(shape=(128, 128), shift=(1.0, 2.0), seed=0)
     >>> ds = ref.trackoff.offsets(sec, patch_size=32, spacing=32, search_radius=8,
     ...                           method="ncc")

@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .grid import GridSpec
-from .kernels import WindowLattice
-from .matchers import Matcher
+from .kernels.lattice import EDGE_FIELD, OUTPUT_FIELDS, match_arrays, output_fields
+from .matchers.base import Matcher, capabilities
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -51,22 +52,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trackoff_xr")
-
-#: Order of the fields along the last axis of the blockwise result. The
-#: matcher gives ``dy``, ``dx`` and ``score``; the engine adds ``peak_at_edge``.
-OUTPUT_FIELDS: tuple[str, ...] = ("dy", "dx", "score", "peak_at_edge")
-
-#: The field the engine fills itself (:func:`match_arrays`).
-EDGE_FIELD = "peak_at_edge"
-
-
-def output_fields(matcher: Matcher) -> tuple[str, ...]:
-    """Fields along the last axis of the blockwise result for ``matcher``.
-
-    :data:`OUTPUT_FIELDS`, then the names in the matcher's optional
-    ``extra_outputs`` attribute (its result has an array of that name too).
-    """
-    return OUTPUT_FIELDS + tuple(getattr(matcher, "extra_outputs", ()))
 
 
 @dataclass(frozen=True)
@@ -125,117 +110,11 @@ def plan_axis(length: int, grid: GridSpec, target_chunk: int, depth: int | None 
     return AxisPlan(chunks=chunks, points=tuple(int(p) for p in points))
 
 
-def _context(matcher: Matcher) -> int:
-    """Extra pixels a matcher's block transform needs around each window."""
-    return int(getattr(matcher, "context", 0)) if hasattr(matcher, "transform") else 0
-
-
 def _origin(plan: AxisPlan, block: int, grid: GridSpec, depth: int) -> int:
     """Local index, inside the padded block, of the first owned window's corner."""
     first_point = plan.point_starts[block]
     chunk_start = plan.chunk_starts[block]
     return first_point * grid.spacing - grid.search_radius - (chunk_start - depth)
-
-
-def match_arrays(
-    ref: np.ndarray,
-    sec: np.ndarray,
-    grid: GridSpec,
-    matcher: Matcher,
-    first: tuple[int, int],
-    count: tuple[int, int],
-    transformed: bool = False,
-) -> np.ndarray:
-    """Match a lattice of points between two padded numpy blocks.
-
-    Parameters
-    ----------
-    ref, sec : ndarray, shape (rows, cols)
-        Reference and secondary pixels (NaN where outside the image or nodata).
-    grid : GridSpec
-        Template geometry.
-    matcher : Matcher
-        Turns templates and windows into offsets. A matcher whose
-        ``accepts_lattices`` attribute is true gets
-        :class:`~trackoff_xr.kernels.WindowLattice` batches (views into the
-        blocks, nothing copied); others get arrays. If it has a ``transform``
-        method (a fully convolutional feature extractor), both blocks are
-        transformed once and the windows are cut from the transformed blocks;
-        the blocks must then hold ``matcher.context`` pixels beyond every
-        window.
-    first : (int, int)
-        Corner of the first search window inside the blocks.
-    count : (int, int)
-        Grid points along rows and columns.
-    transformed : bool
-        The blocks already hold the matcher's features (NaN where the image
-        is): ``matcher.transform`` is not applied again.
-
-    Returns
-    -------
-    ndarray, shape (count[0], count[1], n_fields), float32
-        ``dy``, ``dx``, ``score``, ``peak_at_edge`` and any extra outputs per
-        point (see :func:`output_fields`); all NaN where the template or
-        window touches NaN.
-
-    Notes
-    -----
-    A correlation maximum on the border of the search window is not a
-    measurement: the motion may lie beyond it. Wherever the matcher's offset
-    is on the border (an integer peak at ``|dy|`` or ``|dx|`` equal to the
-    radius ``R``; a sub-pixel one with ``max(|dy|, |dx|) > R - 0.5``; only
-    for ``R >= 1``), ``dy`` and ``dx`` become NaN, ``score`` 0 and
-    ``peak_at_edge`` 1; it is 0 at the other points with data. A matcher
-    whose candidates stop short of ``R`` says where its border is with a
-    ``search_extent(R)`` method.
-    """
-    size, r, step = grid.window_size, grid.search_radius, grid.spacing
-    template_first = (first[0] + r, first[1] + r)
-    windows = WindowLattice(sec, first, count, step, size)
-    templates = WindowLattice(ref, template_first, count, step, grid.patch_size)
-    names = output_fields(matcher)
-    out = np.full((len(windows), len(names)), np.nan, dtype=np.float32)
-    usable = windows.finite() & templates.finite()
-    if usable.any():
-        if _context(matcher) and not transformed:
-            windows = WindowLattice(matcher.transform(sec), first, count, step, size)
-            templates = WindowLattice(
-                matcher.transform(ref), template_first, count, step, grid.patch_size
-            )
-        templates, windows = templates[usable], windows[usable]
-        if not getattr(matcher, "accepts_lattices", False):
-            templates, windows = np.asarray(templates), np.asarray(windows)
-        result = matcher(templates, windows)
-        for j, field in enumerate(names):
-            if field != EDGE_FIELD:
-                out[usable, j] = getattr(result, field)
-        _blank_edge_peaks(out, np.flatnonzero(usable), names, _search_extent(matcher, r))
-    return out.reshape(count[0], count[1], len(names))
-
-
-def _search_extent(matcher: Matcher, radius: int) -> float:
-    """Return the largest offset ``matcher`` can answer in a window of ``radius`` (its border)."""
-    extent = getattr(matcher, "search_extent", None)
-    return float(radius if extent is None else extent(radius))
-
-
-def _blank_edge_peaks(
-    out: np.ndarray, rows: np.ndarray, names: tuple[str, ...], extent: float
-) -> None:
-    """Mark the points ``rows`` of ``out`` whose offset lies on the window border, and blank them.
-
-    See the notes of :func:`match_arrays`.
-    """
-    dy, dx = out[rows, names.index("dy")], out[rows, names.index("dx")]
-    if extent >= 1:
-        edge = np.fmax(np.abs(dy), np.abs(dx)) > extent - 0.5  # NaN (no match): not an edge
-    else:
-        edge = np.zeros(rows.size, dtype=bool)
-    out[rows, names.index(EDGE_FIELD)] = edge
-    hit = rows[edge]
-    out[hit, names.index("dy")] = np.nan
-    out[hit, names.index("dx")] = np.nan
-    out[hit, names.index("score")] = 0.0
 
 
 def _pieces(bounds: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slice]]:
@@ -286,7 +165,8 @@ def _transform_region(
     chunks: list, places: list, shape: tuple[int, int], matcher: Matcher, keep: tuple
 ) -> np.ndarray:
     image = _assemble(shape, chunks, places)
-    features = np.asarray(matcher.transform(image), dtype=np.float32)
+    transform = cast("Callable[[np.ndarray], np.ndarray]", capabilities(matcher).transform)
+    features = np.asarray(transform(image), dtype=np.float32)  # only matchers with one are staged
     features[~np.isfinite(image)] = np.nan  # nodata stays nodata
     return np.ascontiguousarray(features[keep])
 
@@ -320,7 +200,8 @@ def transform_blockwise(array: Any, matcher: Matcher) -> Any:
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
-    context = _context(matcher)
+    caps = capabilities(matcher)
+    context = caps.context
     name = "trackoff-features-" + tokenize(array, matcher)
     starts = [np.cumsum((0,) + array.chunks[axis][:-1]) for axis in (0, 1)]
     dsk: dict = {}
@@ -332,7 +213,7 @@ def transform_blockwise(array: Any, matcher: Matcher) -> Any:
             shape = (h + 2 * context, w + 2 * context)
             dsk[(name, iy, ix, 0)] = (_transform_region, keys, places, shape, matcher, keep)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[array])
-    chunks = (*array.chunks, (int(matcher.channels),))
+    chunks = (*array.chunks, (int(caps.channels or 0),))
     return da.Array(graph, name, chunks, dtype=np.float32)
 
 
@@ -451,8 +332,9 @@ def match_blockwise(
     # gets its features computed once per input chunk (transform_blockwise)
     # when inputs are shared; otherwise each match block is transformed with
     # the extra context (features fused into the match task)
-    staged = bool(_context(matcher)) and hasattr(matcher, "channels") and not private
-    depth = grid.halo + (0 if staged else _context(matcher))
+    caps = capabilities(matcher)
+    staged = bool(caps.context) and caps.channels is not None and not private
+    depth = grid.halo + (0 if staged else caps.context)
     plans = (
         plan_axis(shape[0], grid, target[0], depth),
         plan_axis(shape[1], grid, target[1], depth),
@@ -466,12 +348,7 @@ def match_blockwise(
     if staged:
         ref_d, sec_d = transform_blockwise(ref_d, matcher), transform_blockwise(sec_d, matcher)
     fields = len(output_fields(matcher))
-    name = (
-        "trackoff-"
-        + getattr(matcher, "name", "match")
-        + "-"
-        + tokenize(ref_d, sec_d, grid, matcher)
-    )
+    name = "trackoff-" + caps.name + "-" + tokenize(ref_d, sec_d, grid, matcher)
     dsk: dict = {}
     for by in range(len(plans[0].chunks)):
         y0 = plans[0].chunk_starts[by] - depth

@@ -287,9 +287,9 @@ def _check_outputs(out: str, csv_path: str | None, *, mode: str, protect: Sequen
     click.BadParameter
         ``--out`` is an in-memory URL, or ``--csv`` lies inside ``--out``.
     trackoff_xr.OutputExistsError, trackoff_xr.OutputLocationError
-        From :func:`trackoff_xr.writers.check_output`.
+        From :func:`trackoff_xr.io.check_output`.
     """
-    from .writers import check_output
+    from .io.safety import check_output
 
     if _url_scheme(out) == "memory":
         raise click.BadParameter(
@@ -323,8 +323,8 @@ def _track(
     """Build the lazy offsets (and velocity) Dataset of ``trackoff run``; computes nothing."""
     import trackoff_xr
 
-    from .filters import filter_offsets
-    from .velocity import MissingMetadataError, velocity
+    from .postprocess.filters import filter_offsets
+    from .postprocess.velocity import MissingMetadataError, velocity
 
     ref_image = trackoff_xr.open_image(ref, chunks=chunks)
     sec_image = trackoff_xr.open_image(sec, chunks=chunks)
@@ -381,7 +381,7 @@ def write_zarr(
 ) -> Path:
     """Compute ``ds`` into a Zarr store at ``path``, atomically, on the chosen scheduler.
 
-    The store goes through :func:`trackoff_xr.writers.to_zarr`: it is written
+    The store goes through :func:`trackoff_xr.io.to_zarr`: it is written
     to a hidden sibling and renamed into place at the end, so an interrupted
     run never leaves a complete-looking store; if the computation fails or is
     interrupted, the hidden copy is removed.
@@ -417,7 +417,8 @@ def write_zarr(
     pathlib.Path
         ``path``.
     """
-    from .writers import remove_partials, to_zarr
+    from .io.safety import remove_partials
+    from .io.zarr import to_zarr
 
     blocks = _grid_blocks(ds)
     delayed = to_zarr(ds, path, compute=False, mode=mode, protect=tuple(protect))
@@ -833,7 +834,7 @@ def _open_result(path: str) -> Any:
         raise click.BadParameter(
             f"no Zarr store at {path!r}; pass the --out path of 'trackoff run'", param_hint="RESULT"
         )
-    from .writers import open_zarr
+    from .io.zarr import open_zarr
 
     try:
         ds = open_zarr(path)
@@ -854,7 +855,7 @@ def _open_result(path: str) -> Any:
 
 
 def _write_csv(store: str, csv_path: str, *, mode: str, protect: Sequence[str]) -> None:
-    from .writers import to_csv
+    from .io.csv import to_csv
 
     to_csv(_open_result(store), csv_path, mode=mode, protect=tuple(protect))
 
@@ -970,8 +971,9 @@ def plot(
     import trackoff_xr
 
     from . import plot as plots
-    from .filters import filter_offsets
-    from .writers import check_output, save_figure
+    from .io.files import save_figure
+    from .io.safety import check_output
+    from .postprocess.filters import filter_offsets
 
     mode = "w" if overwrite else "w-"
     ds = _open_result(result)
@@ -1103,7 +1105,7 @@ def train(out_dir: str, seed: int, steps: int, calibration_scenes: int, overwrit
     Existing weights in OUT are replaced only with --overwrite, and only if
     their JSON says trackoff wrote them; this is checked before training.
     """  # noqa: D301 (click's \b needs a real backspace)
-    from .cnn.train import build_model, check_weights_output
+    from .matchers.cnn.train import build_model, check_weights_output
 
     mode = "w" if overwrite else "w-"
     check_weights_output(out_dir, mode=mode)  # before minutes of training
@@ -1181,8 +1183,9 @@ def s1_search(
     An existing --out file is replaced only with --overwrite, and only if it
     is a table trackoff wrote (checked before searching).
     """
-    from . import s1 as s1_api
-    from .writers import TABLE_COLUMNS, check_output, write_table
+    from .io import asf as s1_api
+    from .io.files import write_table
+    from .io.safety import TABLE_COLUMNS, check_output
 
     if (bbox is None) == (wkt is None):
         raise click.UsageError("give the area as exactly one of --bbox W S E N or --wkt WKT")
@@ -1227,7 +1230,7 @@ def s1_download(items: tuple[str, ...], directory: str, token: str | None) -> No
     """Download ITEMS: a CSV written by 'trackoff s1 search --out', or product URLs."""
     import pandas as pd
 
-    from . import s1 as s1_api
+    from .io import asf as s1_api
 
     targets: list[str] | pd.DataFrame
     if len(items) == 1 and items[0].endswith(".csv"):
@@ -1336,7 +1339,7 @@ def _remove_partials(targets: Iterable[str]) -> list[Path]:
     targets = list(targets)
     if not targets:
         return []
-    from .writers import remove_partials
+    from .io.safety import remove_partials
 
     removed: list[Path] = []
     for attempt in range(2):

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .synthetic import sar_pair, truth_at_points
+from .io.files import save_figure
+from .io.safety import check_output
+from .io.zarr import to_zarr
+from .testing.synthetic import sar_pair, truth_at_points
 from .tracking import offsets
-from .writers import check_output, save_figure, to_zarr
 
 __all__ = ["DemoResult", "demo_paths", "run_demo"]
 
@@ -78,7 +80,7 @@ def demo_paths(out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
 def _check_demo_outputs(zarr_path: Path, figure_path: Path) -> None:
     """Refuse, before anything is computed, to replace what an earlier demo did not write.
 
-    Both go through :func:`trackoff_xr.writers.check_output`: only a store
+    Both go through :func:`trackoff_xr.io.check_output`: only a store
     and a PNG trackoff_xr wrote are replaced.
     """
     check_output(zarr_path, kind="zarr", mode="w")

@@ -13,7 +13,7 @@ drawn in data coordinates (``angles="xy"``) with components ``dx`` and
 points down the image on either kind of grid.
 
 >>> import trackoff_xr
->>> from trackoff_xr.synthetic import shifted_pair
+>>> from trackoff_xr.testing.synthetic import shifted_pair
 >>> ref, sec = shifted_pair((160, 160), shift=(2.0, -3.0), seed=0)
 >>> ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=16, search_radius=6, method="ncc")
 >>> fig = velocity_map(ds, background=ref)
@@ -193,7 +193,7 @@ def velocity_map(
     Examples
     --------
     >>> import trackoff_xr
-    >>> from trackoff_xr.synthetic import shifted_pair
+    >>> from trackoff_xr.testing.synthetic import shifted_pair
     >>> ref, sec = shifted_pair((128, 128), shift=(3.0, 1.0), seed=0)
     >>> ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=16, search_radius=6,
     ...                          method="ncc")
@@ -328,7 +328,7 @@ def score_map(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     Examples
     --------
     >>> import trackoff_xr
-    >>> from trackoff_xr.synthetic import shifted_pair
+    >>> from trackoff_xr.testing.synthetic import shifted_pair
     >>> ref, sec = shifted_pair((128, 128), shift=(3.0, 1.0), seed=0)
     >>> ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=16, search_radius=6,
     ...                          method="ncc")
@@ -394,8 +394,8 @@ def filter_comparison(raw: xr.Dataset, filtered: xr.Dataset, *, title: str | Non
     Examples
     --------
     >>> import trackoff_xr
-    >>> from trackoff_xr.filters import filter_offsets
-    >>> from trackoff_xr.synthetic import shifted_pair
+    >>> from trackoff_xr.postprocess.filters import filter_offsets
+    >>> from trackoff_xr.testing.synthetic import shifted_pair
     >>> ref, sec = shifted_pair((128, 128), shift=(3.0, 1.0), looks=1, seed=0)
     >>> ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=16, search_radius=6,
     ...                          method="ncc")
@@ -490,7 +490,7 @@ def offset_histogram(ds: xr.Dataset, *, bins: int = 60, title: str | None = None
     Examples
     --------
     >>> import trackoff_xr
-    >>> from trackoff_xr.synthetic import shifted_pair
+    >>> from trackoff_xr.testing.synthetic import shifted_pair
     >>> ref, sec = shifted_pair((128, 128), shift=(3.0, 1.0), seed=0)
     >>> ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=16, search_radius=6,
     ...                          method="ncc")

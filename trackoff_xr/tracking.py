@@ -14,10 +14,11 @@ import xarray as xr
 
 from .blockwise import match_blockwise, output_fields
 from .grid import GridSpec
+from .inputs import check_pair, prepare_image
 from .matchers import get_matcher
+from .matchers.base import capabilities
+from .postprocess.velocity import pair_metadata
 from .schema import attrs_for, valid_mask
-from .validation import check_pair, prepare_image
-from .velocity import pair_metadata
 
 __all__ = ["offsets"]
 
@@ -96,7 +97,7 @@ def offsets(
     Examples
     --------
     >>> import trackoff_xr
-    >>> from trackoff_xr.synthetic import shifted_pair
+    >>> from trackoff_xr.testing.synthetic import shifted_pair
     >>> ref, sec = shifted_pair(shape=(160, 160), shift=(2.0, -3.0), seed=0)
     >>> ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=32, search_radius=8,
     ...                          method="ncc")
@@ -111,8 +112,9 @@ def offsets(
     sec = prepare_image(sec, "sec")
     check_pair(ref, sec)
     grid.check_image_shape(ref.shape)
-    if hasattr(matcher, "check_grid"):
-        matcher.check_grid(grid)
+    caps = capabilities(matcher)
+    if caps.check_grid is not None:
+        caps.check_grid(grid)
 
     lazy = ref.chunks is not None or sec.chunks is not None
     fields = match_blockwise(ref.data, sec.data, grid, matcher)
@@ -126,7 +128,7 @@ def offsets(
     if spatial_ref is not None:
         coords["spatial_ref"] = spatial_ref
 
-    extra_attrs = getattr(matcher, "output_attrs", {})
+    extra_attrs = caps.output_attrs
     grid_mapping = {"grid_mapping": "spatial_ref"} if spatial_ref is not None else {}
     data_vars = {}
     for k, name in enumerate(output_fields(matcher)):

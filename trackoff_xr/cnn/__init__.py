@@ -1,11 +1,5 @@
-"""The shared CNN matcher (``method="cnn"``): features, training, inference.
+"""Deprecated module path, removed in the next release (see :mod:`trackoff_xr._compat`)."""
 
-Nothing here imports TensorFlow at import time.
+from trackoff_xr._compat import moved
 
->>> from trackoff_xr.cnn import fine_tune, train, CNNMatcher   # no TensorFlow loaded yet
-"""
-
-from .matcher import CNNMatcher
-from .train import build_model, fine_tune, train
-
-__all__ = ["CNNMatcher", "build_model", "fine_tune", "train"]
+__getattr__, __dir__ = moved(__name__, "trackoff_xr.matchers.cnn")

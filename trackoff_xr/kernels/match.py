@@ -44,7 +44,7 @@ def correlate_and_refine(
     An integer peak on the border of the search window (``|dy|`` or ``|dx|``
     equal to ``R``) is not refined inward: it is returned on the border, where
     the engine marks it as not a measurement
-    (:func:`~trackoff_xr.blockwise.match_arrays`).
+    (:func:`~trackoff_xr.kernels.lattice.match_arrays`).
 
     Returns
     -------

@@ -181,7 +181,7 @@ def refine_translation(
 
     Examples
     --------
-    >>> from trackoff_xr.synthetic import shifted_pair
+    >>> from trackoff_xr.testing.synthetic import shifted_pair
     >>> ref, sec = shifted_pair((64, 64), shift=(0.3, -0.6), seed=2)
     >>> t, w = ref.values[None, 16:48, 16:48], sec.values[None, 8:56, 8:56]
     >>> ry, rx, _ = refine_translation(t, w, np.array([0.0]), np.array([-1.0]))

@@ -21,7 +21,7 @@ Three geometries, named in the ``geometry`` attribute:
     GeoTransform values, i.e. ``vy = -dy * |pixel height|`` on a north-up
     raster.
 ``"radar"``
-    Sentinel-1 GRD in radar geometry (from :func:`trackoff_xr.sentinel1.open_safe`).
+    Sentinel-1 GRD in radar geometry (from :func:`trackoff_xr.io.safe.open_safe`).
     Columns run in ground range, rows along the flight direction (azimuth),
     neither is east or north, so the components are named honestly
     ``v_range`` (toward far range) and ``v_azimuth`` (along the flight
@@ -45,12 +45,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .exceptions import (
+from ..exceptions import (
     DimensionError,
     InvalidParameterError,
     MissingMetadataError,  # noqa: F401  (re-exported)
 )
-from .schema import attrs_for
+from ..schema import attrs_for
 
 __all__ = [
     "DAYS_PER_YEAR",
@@ -152,7 +152,7 @@ def pair_metadata(ref: xr.DataArray, sec: xr.DataArray) -> dict[str, Any]:
     ----------
     ref, sec : xarray.DataArray
         The reference and secondary images, as :func:`trackoff_xr.open_image`
-        or :func:`trackoff_xr.sentinel1.open_safe` return them.
+        or :func:`trackoff_xr.io.safe.open_safe` return them.
 
     Returns
     -------
@@ -268,7 +268,7 @@ def _pixel_sizes(
         raise MissingMetadataError(
             "the offsets are in radar geometry but carry no pixel spacing; pass "
             "pixel_size=(range_spacing, azimuth_spacing) in metres, or ref= and sec= "
-            "(the images from trackoff_xr.sentinel1.open_safe)"
+            "(the images from trackoff_xr.io.safe.open_safe)"
         )
     signs = (1.0, -1.0)
     known: tuple[float, float] | None = None

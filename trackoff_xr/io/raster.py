@@ -8,7 +8,7 @@ from a local path, a GDAL virtual path (``/vsicurl/...``), or a URL:
 block by block); a file on any other fsspec protocol (``memory://``,
 ``ftp://``, ...) is first copied to fsspec's local ``simplecache``.
 Sentinel-1 ``.SAFE`` folders and their ``.zip`` archives are handed to
-:func:`trackoff_xr.sentinel1.open_safe`.
+:func:`trackoff_xr.io.safe.open_safe`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .chunks import check_chunks as _check_chunks
-from .chunks import raster_chunks as _raster_chunks
-from .exceptions import ImageReadError, InvalidParameterError
+from ..chunks import check_chunks as _check_chunks
+from ..chunks import raster_chunks as _raster_chunks
+from ..exceptions import ImageReadError, InvalidParameterError
 
 __all__ = ["open_image"]
 
@@ -103,7 +103,7 @@ def open_image(
         Any raster GDAL reads: GeoTIFF/COG, PNG, JPEG, ..., as a local path,
         a GDAL ``/vsi...`` path or a URL (``https://``, ``s3://``, ``gs://``,
         or any fsspec protocol). A Sentinel-1 ``.SAFE`` folder or its
-        ``.zip`` is opened with :func:`trackoff_xr.sentinel1.open_safe`.
+        ``.zip`` is opened with :func:`trackoff_xr.io.safe.open_safe`.
     chunks : int, tuple, dict, "auto" or None, default 2048
         Dask chunks for the pixels: a positive int (pixels per chunk side),
         ``-1`` (one chunk along the axis), a ``(rows, columns)`` pair of
@@ -111,11 +111,11 @@ def open_image(
         ``None`` reads eagerly into numpy.
     date : str, datetime or numpy.datetime64, optional
         Acquisition time of the image, stored as the ``acquisition_start``
-        attribute (ISO 8601) so that :func:`trackoff_xr.velocity.velocity`
+        attribute (ISO 8601) so that :func:`trackoff_xr.velocity`
         can find the time between two images.
     **safe_options
         For ``.SAFE`` products only: ``polarisation`` and ``calibration``,
-        passed to :func:`~trackoff_xr.sentinel1.open_safe`.
+        passed to :func:`~trackoff_xr.io.safe.open_safe`.
 
     Returns
     -------
@@ -161,7 +161,7 @@ def open_image(
             f"{os.getcwd()!r})"
         )
     if not _is_url(path_str) and _is_safe(path_str):
-        from .sentinel1 import open_safe
+        from .safe import open_safe
 
         image = open_safe(path_str, chunks=chunks, **safe_options)
         if date is not None:

@@ -1,0 +1,168 @@
+"""``method="cnn"``: correlation of learnt Siamese features, refined and calibrated.
+
+Per dask block, both images pass once through the shared feature extractor
+(:mod:`trackoff_xr.matchers.cnn.features`); every grid point's template and window are
+then cut from the feature maps, their zero-normalised correlation is searched
+over the whole radius (OpenCV), the peak refined to sub-pixel by
+inverse-compositional Gauss-Newton on the lightly smoothed normalised image
+(shift-equivariant, unlike the learnt features), and the peak statistics of
+the feature correlation turned into a calibrated confidence
+(:func:`confidence`).
+
+Because the extractor is fully convolutional and the correlation is computed
+for any window, any ``patch_size`` and ``search_radius`` work without
+retraining, within :data:`PATCH_LIMITS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...exceptions import InvalidParameterError
+from ...kernels import WindowLattice
+from ...kernels.match import MatchResult, check_subpixel, correlate_and_refine
+from ..base import MatcherBase
+from .features import (
+    DEFAULT_WEIGHTS,
+    LCN_RADIUS,
+    architecture,
+    extract_channels,
+    model_metadata,
+    network_radius,
+)
+
+__all__ = ["PATCH_LIMITS", "CNNMatcher", "confidence", "peak_statistics"]
+
+#: Template sizes the network was validated for (pixels, inclusive).
+PATCH_LIMITS = (16, 256)
+
+
+def peak_statistics(surfaces: np.ndarray, exclusion: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Highest correlation and the highest one outside ``exclusion`` px of it.
+
+    Examples
+    --------
+    >>> s = np.zeros((1, 9, 9)); s[0, 4, 4] = 0.9; s[0, 4, 5] = 0.8; s[0, 0, 0] = 0.5
+    >>> peak_statistics(s)
+    (array([0.9]), array([0.5]))
+    """
+    n, rows, cols = surfaces.shape
+    filled = np.where(np.isfinite(surfaces), surfaces, -1.0).reshape(n, -1)
+    best = filled.argmax(axis=1)
+    r, c = np.divmod(best, cols)
+    yy, xx = np.mgrid[0:rows, 0:cols].reshape(2, 1, -1)
+    near = (np.abs(yy - r[:, None]) <= exclusion) & (np.abs(xx - c[:, None]) <= exclusion)
+    second = np.where(near, -1.0, filled).max(axis=1)
+    return filled[np.arange(n), best], second
+
+
+def confidence(
+    peak: np.ndarray, second: np.ndarray, coefficients: dict[str, float] | None
+) -> np.ndarray:
+    """Calibrated probability that a match is within one pixel of the truth.
+
+    A logistic model of the peak correlation and its margin over the second
+    peak, fitted on held-back generated pairs (see
+    :func:`trackoff_xr.matchers.cnn.calibrate.fit_calibration`). Without coefficients
+    the peak correlation itself is returned.
+    """
+    peak = np.nan_to_num(peak, nan=0.0)
+    if not coefficients:
+        return np.clip(peak, 0.0, 1.0)
+    z = (
+        coefficients["intercept"]
+        + coefficients["peak"] * peak
+        + coefficients["margin"] * (peak - np.nan_to_num(second, nan=-1.0))
+    )
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass(frozen=True)
+class CNNMatcher(MatcherBase):
+    """The shared pre-trained CNN matcher.
+
+    Parameters
+    ----------
+    weights : str
+        Keras weights file; the default ships inside the package. Pass the
+        path returned by :func:`trackoff_xr.matchers.cnn.fine_tune` to use weights
+        adapted to your scene.
+    subpixel : {"gauss-newton", "gaussian", "parabolic", "none"}
+        Refinement of the integer peak, as for ``method="ncc"``.
+    calibrated : bool
+        Report the calibrated confidence as ``score`` (default); ``False``
+        reports the raw peak correlation of the features.
+    """
+
+    weights: str = str(DEFAULT_WEIGHTS)
+    subpixel: str = "gauss-newton"
+    calibrated: bool = True
+    name: str = "cnn"
+    _meta: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from pathlib import Path
+
+        object.__setattr__(self, "weights", str(self.weights))
+        if not Path(self.weights).exists():
+            raise InvalidParameterError(
+                f"weights={self.weights!r} does not exist; pass a file written by "
+                "trackoff_xr.matchers.cnn.train or fine_tune, or leave weights out for the "
+                "shipped model"
+            )
+        check_subpixel(self.subpixel)
+        self._meta.update(model_metadata(self.weights))
+        # read the architecture once: the engine asks for the context per block
+        self._meta["context"] = LCN_RADIUS + network_radius(*architecture(self.weights))
+
+    @property
+    def context(self) -> int:
+        """Pixels of context the feature extractor needs around each window."""
+        return int(self._meta["context"])
+
+    def check_grid(self, grid: Any) -> None:
+        """Refuse template sizes outside :data:`PATCH_LIMITS` before any work is done."""
+        if not PATCH_LIMITS[0] <= grid.patch_size <= PATCH_LIMITS[1]:
+            raise InvalidParameterError(
+                f"patch_size={grid.patch_size} is outside the range the CNN was validated "
+                f"for, {PATCH_LIMITS[0]}..{PATCH_LIMITS[1]} pixels; use a patch_size in that "
+                "range, or method='ncc'"
+            )
+
+    def transform(self, image: np.ndarray) -> np.ndarray:
+        """Feature channels of one image block, ``(rows, cols, 2)``, NaN-tolerant."""
+        return extract_channels(image, self.weights)
+
+    #: the engine may pass :class:`~trackoff_xr.kernels.WindowLattice` batches
+    #: of the feature blocks (read in place) instead of copied arrays
+    accepts_lattices = True
+    #: channels :meth:`transform` makes: the engine computes them once per
+    #: chunk (:func:`~trackoff_xr.blockwise.transform_blockwise`)
+    channels = 2
+
+    def __call__(self, templates: Any, windows: Any) -> MatchResult:
+        """Search on the learnt features (channel 0), refine on channel 1."""
+
+        def channel(batch: Any, index: int) -> Any:
+            if isinstance(batch, WindowLattice):
+                return batch.channel(index)
+            return np.ascontiguousarray(np.asarray(batch)[..., index])
+
+        dy, dx, peak, surfaces = correlate_and_refine(
+            channel(templates, 0),
+            channel(windows, 0),
+            self.subpixel,
+            refine_on=(channel(templates, 1), channel(windows, 1)),
+        )
+        _, second = peak_statistics(surfaces)
+        coefficients = self._meta.get("calibration") if self.calibrated else None
+        score = confidence(peak, second, coefficients)
+        score = np.where(np.isfinite(dy), score, 0.0).astype(np.float32)
+        return MatchResult(dy=dy, dx=dx, score=score)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters recorded in the output attributes."""
+        return {"model_version": self._meta.get("version", "unknown"), "subpixel": self.subpixel}
