@@ -48,7 +48,7 @@ from .scratch import scratch
 from .threads import opencv_threads
 from .windows import WindowLattice
 
-__all__ = ["FLAT_RTOL", "featureless", "shares_tiles", "tiled_surfaces"]
+__all__ = ["FLAT_RTOL", "featureless", "flat_range", "shares_tiles", "tiled_surfaces"]
 
 _BATCH = 64
 _TILE_BATCH = 64
@@ -73,19 +73,38 @@ def featureless(variance: np.ndarray, mean_square: np.ndarray) -> np.ndarray:
     return ~(variance > FLAT_RTOL**2 * mean_square)
 
 
+def flat_range(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Flag patches whose range is not measurably above zero, relative to their magnitude.
+
+    The test of :func:`featureless` on a patch's minimum and maximum instead
+    of its moments: ``high - low <= FLAT_RTOL * max(|high|, |low|)``, so also
+    independent of the image's scale, and an all-zero patch is flat. NaN or
+    inf ranges are flagged too.
+
+    Examples
+    --------
+    >>> flat_range(np.array([0.0, 1.0, 1.0, 0.0]), np.array([0.0, 1.0, 2.0, np.nan]))
+    array([ True,  True, False,  True])
+    """
+    spread = high - low
+    return ~(spread > FLAT_RTOL * np.maximum(abs(high), abs(low))) | ~np.isfinite(spread)
+
+
 def shares_tiles(templates: object, windows: object) -> bool:
     """Whether the templates of a lattice pair overlap in whole tiles.
 
     True for two :class:`WindowLattice` batches of the same points, templates
     of ``P = q * S`` pixels (``q >= 2``) every ``S`` pixels on a 2-D image,
-    and windows ``R`` pixels larger on each side.
+    and windows ``R`` pixels larger on each side, none shifted off the lattice.
     """
     if not (isinstance(templates, WindowLattice) and isinstance(windows, WindowLattice)):
         return False
     step, patch = templates.step, templates.size
     radius, odd = divmod(windows.size - patch, 2)
     return (
-        templates.image.ndim == 2
+        templates.regular
+        and windows.regular
+        and templates.image.ndim == 2
         and windows.image.ndim == 2
         and windows.step == step
         and patch % step == 0

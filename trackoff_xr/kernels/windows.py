@@ -30,6 +30,43 @@ def _lattice_view(
     return lattice
 
 
+def _shifted_view(
+    image: np.ndarray,
+    first: tuple[int, int],
+    count: tuple[int, int],
+    step: int,
+    size: int,
+    shifts: np.ndarray,
+) -> np.ndarray:
+    """Sliding-window view ``(rows', cols', size, size[, channels])`` of the whole image.
+
+    Window ``k`` of a shifted lattice is at ``view[corner_k]``; every corner
+    must leave the window inside the image.
+    """
+    channels = image.shape[2:]
+    ny, nx = count
+    if ny == 0 or nx == 0:
+        return np.empty((0, 0, size, size, *channels), dtype=image.dtype)
+    rows, cols = np.divmod(np.arange(ny * nx), nx)
+    rows = first[0] + rows * step + shifts[:, 0]
+    cols = first[1] + cols * step + shifts[:, 1]
+    if (
+        rows.min() < 0
+        or cols.min() < 0
+        or rows.max() + size > image.shape[0]
+        or cols.max() + size > image.shape[1]
+    ):
+        raise ValueError(
+            f"image block of shape {image.shape} cannot hold {ny} x {nx} windows of "
+            f"{size} px every {step} px from {first} with shifts up to "
+            f"{int(np.abs(shifts).max())} px"
+        )
+    view = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(0, 1))
+    if channels:
+        view = np.moveaxis(view, 2, -1)
+    return view
+
+
 def extract_windows(
     image: np.ndarray,
     first: tuple[int, int],
@@ -90,6 +127,11 @@ class WindowLattice:
         The pixels to cut from.
     first, count, step, size
         As for :func:`extract_windows`.
+    shifts : ndarray, shape (count[0] * count[1], 2), int, optional
+        A row and column shift for each window of the lattice (row-major):
+        window ``k`` then starts at its lattice corner plus ``shifts[k]``
+        (searches centred on an initial offset). All shifted windows must
+        lie inside ``image``.
 
     Examples
     --------
@@ -102,6 +144,10 @@ class WindowLattice:
     >>> lat[[1, 3]][0]
     array([[ 4.,  5.],
            [10., 11.]])
+    >>> moved = WindowLattice(img, (0, 1), (2, 2), 3, 2, shifts=[[0, 0], [1, -1], [0, 0], [0, 0]])
+    >>> moved[1]
+    array([[ 9., 10.],
+           [15., 16.]])
     >>> mean, std, finite = lat.stats()
     >>> mean[1], finite.all()
     (np.float64(7.5), np.True_)
@@ -117,16 +163,29 @@ class WindowLattice:
         items: np.ndarray | None = None,
         _image_state: dict | None = None,
         _view: np.ndarray | None = None,
+        shifts: np.ndarray | None = None,
     ) -> None:
         self.image = image
         # facts about the whole image, shared with the lattice's subsets
         self._image_state = {} if _image_state is None else _image_state
-        self.first, self.count, self.step, self.size = tuple(first), tuple(count), step, size
-        if _view is None:
-            _view = _lattice_view(image, self.first, self.count, step, size)
-        self._view = _view
+        self.first: tuple[int, int] = (first[0], first[1])
+        self.count: tuple[int, int] = (count[0], count[1])
+        self.step, self.size = step, size
         total = self.count[0] * self.count[1]
         self.items = np.arange(total) if items is None else np.asarray(items, dtype=np.intp)
+        self.shifts = None if shifts is None else np.asarray(shifts, dtype=np.intp)
+        if self.shifts is not None and self.shifts.shape != (total, 2):
+            raise ValueError(
+                f"shifts of shape {self.shifts.shape} do not match {total} windows; "
+                "give one (row, column) shift per window of the lattice"
+            )
+        if _view is None:
+            _view = (
+                _lattice_view(image, self.first, self.count, step, size)
+                if self.shifts is None
+                else _shifted_view(image, self.first, self.count, step, size, self.shifts)
+            )
+        self._view = _view
 
     # -- the array-like surface -------------------------------------------------
     @property
@@ -147,10 +206,17 @@ class WindowLattice:
     def __len__(self) -> int:
         return int(self.items.size)
 
+    def _positions(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the windows ``items`` sit in :attr:`_view`."""
+        if self.shifts is None:
+            return np.divmod(items, self.count[1])
+        rows, cols = self.corners_of(items)
+        return rows, cols
+
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, (int, np.integer)):
-            r, c = divmod(int(self.items[key]), self.count[1])
-            return self._view[r, c]
+            r, c = self._positions(self.items[[int(key)]])
+            return self._view[int(r[0]), int(c[0])]
         return WindowLattice(
             self.image,
             self.first,
@@ -160,12 +226,18 @@ class WindowLattice:
             self.items[key],
             self._image_state,
             self._view,
+            self.shifts,
         )
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        rows, cols = np.divmod(self.items, self.count[1])
+        rows, cols = self._positions(self.items)
         out = self._view[rows, cols]  # fancy indexing copies
         return out if dtype is None else out.astype(dtype, copy=False)
+
+    @property
+    def regular(self) -> bool:
+        """Whether the windows lie on the regular lattice (no per-window shifts)."""
+        return self.shifts is None
 
     def __repr__(self) -> str:
         return (
@@ -180,13 +252,22 @@ class WindowLattice:
         is the size of the image block, not of the (overlapping) windows.
         """
         image = np.ascontiguousarray(self.image[..., index])
-        return WindowLattice(image, self.first, self.count, self.step, self.size, self.items)
+        return WindowLattice(
+            image, self.first, self.count, self.step, self.size, self.items, shifts=self.shifts
+        )
 
     # -- statistics from integral images ---------------------------------------
     def corners(self) -> tuple[np.ndarray, np.ndarray]:
         """Image row and column of each window's top-left corner."""
-        rows, cols = np.divmod(self.items, self.count[1])
-        return self.first[0] + rows * self.step, self.first[1] + cols * self.step
+        return self.corners_of(self.items)
+
+    def corners_of(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image row and column of the top-left corners of the lattice's windows ``items``."""
+        rows, cols = np.divmod(items, self.count[1])
+        rows, cols = self.first[0] + rows * self.step, self.first[1] + cols * self.step
+        if self.shifts is not None:
+            rows, cols = rows + self.shifts[items, 0], cols + self.shifts[items, 1]
+        return rows, cols
 
     def image_is_finite(self) -> bool:
         """Whether the whole image is free of NaN and inf (checked once per image)."""
