@@ -14,6 +14,11 @@ scene behind it varies in everything the matcher must not care about:
 * radiometry: gain, offset and gamma changes; the paper's PIL filters
   (BLUR, SMOOTH, SHARPEN, DETAIL, EDGE_ENHANCE, ...) and Gaussian blur,
   applied to one image or both.
+
+:func:`make_sar_batch` draws the same format from Sentinel-1-like scenes
+(:mod:`trackoff_xr.testing.sar_scenes`), optionally mixed with these; pass
+it as ``batch_source`` to :func:`~trackoff_xr.matchers.cnn.train.train`
+(``make_batch`` stays the default, so the shipped weights are reproduced).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ...kernels.augment import pil_filter
 from ...testing.synthetic import fractal_texture
 from .features import LCN_RADIUS, NETWORK_RADIUS, local_normalise
 
-__all__ = ["DEFAULT_SPEC", "TrainingSpec", "make_batch", "make_scene_pair"]
+__all__ = ["DEFAULT_SPEC", "TrainingSpec", "make_batch", "make_sar_batch", "make_scene_pair"]
 
 _FILTERS = ("BLUR", "SMOOTH", "SHARPEN", "DETAIL", "EDGE_ENHANCE")
 
@@ -153,28 +158,131 @@ def make_batch(
     >>> b["ref"].shape, b["sec"].shape, b["target"].shape
     ((2, 64, 64, 1), (2, 80, 80, 1), (2, 17, 17))
     """
-    half = spec.scene // 2
     refs = np.empty((n, spec.ref_size, spec.ref_size, 1), np.float32)
     secs = np.empty((n, spec.sec_size, spec.sec_size, 1), np.float32)
     shifts = np.empty((n, 2), np.float32)
     targets = np.empty((n, 2 * spec.radius + 1, 2 * spec.radius + 1), np.float32)
     for i in range(n):
-        shift = tuple(rng.uniform(-spec.max_shift, spec.max_shift, 2))
-        big = rng.random() < 0.4
-        rotation = rng.uniform(-15, 15) if big else rng.uniform(-2, 2)
-        scale = 1.0 + (rng.uniform(-0.04, 0.04) if big else rng.uniform(-0.01, 0.01))
-        shear = rng.uniform(-0.06, 0.06) if rng.random() < 0.3 else 0.0
-        looks = None if rng.random() < 0.15 else float(rng.integers(1, 9))
-        ref, sec = make_scene_pair(
-            rng, spec.scene, shift, rotation=rotation, scale=scale, shear=shear, looks=looks
-        )
-        ref, sec = local_normalise(_radiometry(rng, ref)), local_normalise(_radiometry(rng, sec))
-        # the scene centre is at (scene - 1) / 2: even patches straddle it
-        r0 = half - spec.ref_size // 2
-        s0 = half - spec.sec_size // 2
-        refs[i, ..., 0] = ref[r0 : r0 + spec.ref_size, r0 : r0 + spec.ref_size]
-        secs[i, ..., 0] = sec[s0 : s0 + spec.sec_size, s0 : s0 + spec.sec_size]
+        ref, sec, shift = _fractal_example(rng, spec)
+        refs[i, ..., 0], secs[i, ..., 0] = _crops(ref, sec, spec)
         shifts[i] = shift
         targets[i] = _bilinear_target(shift, spec.radius)
-    assert spec.scene // 2 - 1 - spec.sec_size // 2 >= LCN_RADIUS
     return {"ref": refs, "sec": secs, "shift": shifts, "target": targets}
+
+
+def _fractal_example(
+    rng: np.random.Generator, spec: TrainingSpec
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """One normalised fractal-texture scene pair and its shift (as :func:`make_batch` draws)."""
+    shift = tuple(rng.uniform(-spec.max_shift, spec.max_shift, 2))
+    big = rng.random() < 0.4
+    rotation = rng.uniform(-15, 15) if big else rng.uniform(-2, 2)
+    scale = 1.0 + (rng.uniform(-0.04, 0.04) if big else rng.uniform(-0.01, 0.01))
+    shear = rng.uniform(-0.06, 0.06) if rng.random() < 0.3 else 0.0
+    looks = None if rng.random() < 0.15 else float(rng.integers(1, 9))
+    ref, sec = make_scene_pair(
+        rng, spec.scene, shift, rotation=rotation, scale=scale, shear=shear, looks=looks
+    )
+    ref, sec = local_normalise(_radiometry(rng, ref)), local_normalise(_radiometry(rng, sec))
+    return ref, sec, shift  # type: ignore[return-value]
+
+
+def _crops(ref: np.ndarray, sec: np.ndarray, spec: TrainingSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the network's reference and secondary inputs about the scene centre."""
+    assert spec.scene // 2 - 1 - spec.sec_size // 2 >= LCN_RADIUS
+    half = spec.scene // 2
+    # the scene centre is at (scene - 1) / 2: even patches straddle it
+    r0 = half - spec.ref_size // 2
+    s0 = half - spec.sec_size // 2
+    return (
+        ref[r0 : r0 + spec.ref_size, r0 : r0 + spec.ref_size],
+        sec[s0 : s0 + spec.sec_size, s0 : s0 + spec.sec_size],
+    )
+
+
+def make_sar_batch(
+    rng: np.random.Generator,
+    n: int,
+    spec: TrainingSpec = DEFAULT_SPEC,
+    *,
+    sar_fraction: float = 1.0,
+    max_displacement: float = 4.0,
+) -> dict[str, np.ndarray]:
+    """``n`` examples from Sentinel-1-like scenes, in :func:`make_batch`'s format.
+
+    Each example is drawn, with probability ``sar_fraction``, from
+    :func:`trackoff_xr.testing.sar_scenes.sar_pair_layers` (margins,
+    saturation, featureless areas, scatterers, crevasses, real DEM and photo
+    texture, temporal change, radiometric change, non-rigid fields, speckle,
+    8-bit quantisation), otherwise as :func:`make_batch` draws it. The pair's
+    displacement field is made to average ``shift`` over the template (the
+    central ``spec.patch`` square), which is also what the evaluation's truth
+    (:func:`~trackoff_xr.testing.synthetic.truth_at_points`) measures; its
+    non-uniform part is at most ``max_displacement`` px.
+
+    Returns
+    -------
+    dict
+        ``ref``, ``sec``, ``shift``, ``target`` as :func:`make_batch`, plus
+        ``spread`` (n,): the largest distance (px) of the field over the
+        template from ``shift`` (0 for fractal examples and rigid shifts),
+        and ``changed`` (n,): the fraction of the template whose texture
+        changed between the dates.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``sar_fraction`` outside [0, 1] or a negative ``max_displacement``.
+
+    Examples
+    --------
+    >>> b = make_sar_batch(np.random.default_rng(0), 2)
+    >>> b["ref"].shape, b["sec"].shape, b["target"].shape, b["spread"].shape
+    ((2, 64, 64, 1), (2, 80, 80, 1), (2, 17, 17), (2,))
+    """
+    from ...exceptions import InvalidParameterError
+    from ...testing.sar_scenes import sar_pair_layers
+
+    if not 0.0 <= sar_fraction <= 1.0:
+        raise InvalidParameterError(f"sar_fraction must be in [0, 1]; received {sar_fraction!r}")
+    if not max_displacement >= 0:
+        raise InvalidParameterError(
+            f"max_displacement must be >= 0 px; received {max_displacement!r}"
+        )
+    refs = np.empty((n, spec.ref_size, spec.ref_size, 1), np.float32)
+    secs = np.empty((n, spec.sec_size, spec.sec_size, 1), np.float32)
+    shifts = np.empty((n, 2), np.float32)
+    targets = np.empty((n, 2 * spec.radius + 1, 2 * spec.radius + 1), np.float32)
+    spread = np.zeros(n, np.float32)
+    changed = np.zeros(n, np.float32)
+    r0 = (spec.scene - spec.patch) // 2
+    template = (slice(r0, r0 + spec.patch),) * 2
+    for i in range(n):
+        if rng.random() < sar_fraction:
+            sub = np.random.default_rng(int(rng.integers(2**63)))
+            sy, sx = (float(v) for v in sub.uniform(-spec.max_shift, spec.max_shift, 2))
+            shift = (sy, sx)
+            pair = sar_pair_layers(
+                (spec.scene, spec.scene),
+                sub,
+                shift=shift,
+                anchor=spec.patch,
+                max_displacement=max_displacement,
+            )
+            ref, sec = local_normalise(pair.ref), local_normalise(pair.sec)
+            dev = np.hypot(pair.dy[template] - shift[0], pair.dx[template] - shift[1])
+            spread[i] = dev.max()
+            changed[i] = pair.changed[template].mean()
+        else:
+            ref, sec, shift = _fractal_example(rng, spec)
+        refs[i, ..., 0], secs[i, ..., 0] = _crops(ref, sec, spec)
+        shifts[i] = shift
+        targets[i] = _bilinear_target(shift, spec.radius)
+    return {
+        "ref": refs,
+        "sec": secs,
+        "shift": shifts,
+        "target": targets,
+        "spread": spread,
+        "changed": changed,
+    }
