@@ -1,5 +1,6 @@
 # Quick start:  make demo   (sets everything up, runs the demo)
 #               make test   (runs the test suite)
+#               make lint   (ruff check, ruff format --check, mypy on the package)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -28,6 +29,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check trackoff_xr tests benchmarks examples
 	$(BIN)/ruff format --check trackoff_xr tests benchmarks examples
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) demo_output build *.egg-info

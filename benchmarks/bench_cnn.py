@@ -19,7 +19,8 @@ outliers over the points returned, coverage, and after ``filter_offsets`` the
 share of points kept and the outliers among them; then points/s of all three
 on a 4096 x 4096 real-texture pair.
 
-Run: ``make bench`` or ``python benchmarks/bench_cnn.py [--quick] [--only real]``.
+Run: ``make bench`` or ``python benchmarks/bench_cnn.py [--quick] [--only real]``;
+``--smoke`` runs one case of each part on tiny images (the test suite does).
 """
 
 from __future__ import annotations
@@ -238,22 +239,31 @@ def _print_real(rows: list[dict], speed_row: dict | None) -> None:
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small images (smoke run)")
+    parser.add_argument("--quick", action="store_true", help="small images")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny images, one case of each part, one round: checks that it runs",
+    )
     parser.add_argument(
         "--only", choices=("accuracy", "speed", "real"), help="run one part of the benchmark"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     size, big = (384, 768) if args.quick else (1024, 4096)
+    cases, real_cases, rounds = CASES, None, {}
+    if args.smoke:
+        size, big = 192, 256
+        cases, real_cases, rounds = CASES[-1:], real_texture.CASES[-1:], {"rounds": 1}
     report: dict = {}
     if args.only in (None, "accuracy"):
-        report["accuracy"] = accuracy(size)
+        report["accuracy"] = accuracy(size, cases=cases)
     if args.only in (None, "speed"):
-        report["speed"] = speed(big, chunks=min(1024, big // 2))
+        report["speed"] = speed(big, chunks=min(1024, big // 2), **rounds)
     if args.only in (None, "real"):
-        report["real_texture"] = real_accuracy(quick=args.quick)
-        report["real_texture_speed"] = real_speed(big, chunks=min(1024, big // 2))
+        report["real_texture"] = real_accuracy(real_cases, quick=args.quick or args.smoke)
+        report["real_texture_speed"] = real_speed(big, chunks=min(1024, big // 2), **rounds)
     print(json.dumps(report, indent=2, default=lambda v: round(v, 4)))
     for row in report.get("accuracy", []):
         print(

@@ -15,7 +15,8 @@ thread's working set (~125 MB for ``ncc``: integral images and scratch
 buffers of one block) plus the input chunks of the few block rows in
 flight, so it grows with the scene's width only.
 
-Run: ``python benchmarks/bench_memory.py [--sizes 4096 8192 12288] [--method ncc]``.
+Run: ``python benchmarks/bench_memory.py [--sizes 4096 8192 12288] [--method ncc]``;
+``--smoke`` measures one tiny scene (the test suite does).
 """
 
 from __future__ import annotations
@@ -92,12 +93,15 @@ def run(size: int = 8192, chunks: int = 1024, method: str = "ncc") -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192, 12288])
     parser.add_argument("--chunks", type=int, default=1024)
     parser.add_argument("--method", default="ncc")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="one tiny scene: checks that it runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.chunks = [256], 128
     rows = [run(size, args.chunks, args.method) for size in args.sizes]
     print(json.dumps([{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
                       for r in rows], indent=2))  # fmt: skip

@@ -4,7 +4,8 @@ Both run in the same process on the same generated pair and the same grid,
 so the ratio measures what the xarray/dask engine costs (or gains, through
 dask's threads) over a hand-written ``cv2.matchTemplate`` loop.
 
-Run: ``make bench`` (or ``python benchmarks/bench_ncc.py --size 4096``).
+Run: ``make bench`` (or ``python benchmarks/bench_ncc.py --size 4096``);
+``--smoke`` runs it on a tiny pair (the test suite does).
 """
 
 from __future__ import annotations
@@ -133,14 +134,19 @@ def run(
     return report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--chunks", type=int, default=1024)
     parser.add_argument(
         "--repeat", type=int, default=5, help="timed rounds; each contender keeps its best"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny pair, one round: checks that it runs"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.size, args.chunks, args.repeat = 192, 96, 1
     report = run(size=args.size, chunks=args.chunks, repeat=args.repeat)
     print(json.dumps(_rounded(report), indent=2))
 

@@ -12,7 +12,8 @@ and of each worker, worker restarts and spilled bytes, and the ratios
 full/quarter (memory and speed) and distributed/threaded.
 
 Run: ``python benchmarks/bench_scene.py [--scale 0.25] [--methods ncc cnn]``
-(``--scale`` shrinks both sides of the scene, for a quick look).
+(``--scale`` shrinks both sides of the scene, for a quick look; ``--smoke`` runs a
+tiny scene with ncc on threads, as the test suite does).
 """
 
 from __future__ import annotations
@@ -151,12 +152,17 @@ def run(scale: float = 1.0, methods=("ncc", "cnn"), schedulers=("threads", "clus
     return report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each IW side")
     parser.add_argument("--methods", nargs="+", default=["ncc", "cnn"])
     parser.add_argument("--schedulers", nargs="+", default=["threads", "cluster"])
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny scene, ncc, threads: checks that it runs"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.scale, args.methods, args.schedulers = 0.02, ["ncc"], ["threads"]
     report = run(args.scale, tuple(args.methods), tuple(args.schedulers))
     print(json.dumps(report, indent=2, default=lambda v: round(v, 4)))
     gib = 2.0**30

@@ -4,25 +4,37 @@ Online (needs Earthdata Login: EARTHDATA_TOKEN, ~/.netrc, or --token)::
 
     python examples/s1_velocity.py --bbox -50.2 69.05 -49.4 69.25 \
         --start 2024-02-01 --end 2024-03-01 --gap 12 --out dj_velocity \
-        --crs EPSG:3413 --resolution 10
+        --crs EPSG:3413 --resolution 10 [--dem dem.tif] [--prior its_live.nc]
 
 What it does:
 
 1. ``trackoff_xr.io.asf.search_scenes`` finds IW GRD-HD scenes over the box;
    ``find_pairs`` keeps pairs on one relative orbit and frame ``--gap`` days apart.
 2. ``trackoff_xr.io.asf.download`` fetches the first pair (complete files are skipped).
-3. ``trackoff_xr.open_image`` opens both ``.zip`` products lazily (radar geometry);
-   ``check_s1_pair`` refuses pairs from different orbits.
-4. Both scenes are projected onto one map grid with their ground control points
-   (``--crs``; this step loads the scenes into memory: about 2 GB each), then
-   clipped to ``--bbox``. Without ``--crs`` they are tracked in radar geometry
-   and the output names the components ``v_range``/``v_azimuth``.
-5. ``trackoff_xr.offsets`` (NCC here) and ``trackoff_xr.velocity``
-   give ``vx``, ``vy``, ``v`` in meter/year.
-6. ``velocity.zarr`` (ITS_LIVE-style), one COG per component and the TrackOff CSV.
+3. ``trackoff_xr.pipeline.run`` (the pipeline of ``trackoff run``) opens both
+   ``.zip`` products lazily (radar geometry) and refuses pairs from different
+   orbits (``check_s1_pair``);
+4. measures the pair's global offset (``trackoff_xr.coregister``: the slice
+   start from the annotation, refined on the images), which is removed, so the
+   velocities are motion relative to stable ground;
+5. geocodes both scenes lazily onto one map grid (``--crs``, ``--resolution``,
+   ``--bbox``; terrain-corrected with ``--dem``, else through the products'
+   ground control points): no scene is ever held in memory. Without ``--crs``
+   they are tracked in radar geometry and the output names the components
+   ``v_range``/``v_azimuth``;
+6. ``trackoff_xr.offsets`` (NCC here; a coarse pass, or ``--prior``, centres
+   the searches) and ``trackoff_xr.velocity`` give ``vx``, ``vy``, ``v`` in
+   meter/year;
+7. writes ``velocity.zarr`` (ITS_LIVE-style), one COG per component and the
+   TrackOff CSV, all computed chunk by chunk while the store is written.
 
-Steps 3-6 are :func:`process_pair`, which the test suite runs offline on
-generated GeoTIFFs.
+Steps 3-7 are :func:`process_pair`, one call of ``trackoff_xr.pipeline.run``;
+the same as::
+
+    trackoff run ref.zip sec.zip --out velocity.zarr --crs EPSG:3413 --resolution 10 \
+        --dem dem.tif --bbox -50.2 69.05 -49.4 69.25 --method ncc
+
+The test suite runs it offline on generated GeoTIFFs and a generated SAFE pair.
 """
 
 from __future__ import annotations
@@ -31,9 +43,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import trackoff_xr
-from trackoff_xr.io import to_csv, to_geotiff, to_zarr
-from trackoff_xr.postprocess.velocity import pair_metadata, velocity
+from trackoff_xr import pipeline
 
 
 def find_pair(bbox: tuple[float, float, float, float], start: str, end: str, gap: float = 12):
@@ -57,15 +67,6 @@ def fetch(pair, directory: Path, **credentials: Any) -> tuple[Path, Path]:
     return ref, sec
 
 
-def _project(ref, sec, crs: str, resolution: float | None):
-    """Put two radar-geometry scenes on one map grid using their ground control points."""
-    ref_map = ref.rio.reproject(crs, resolution=resolution)
-    sec_map = sec.rio.reproject_match(ref_map)
-    for img in (ref_map, sec_map):
-        img.attrs["geometry"] = "map"
-    return ref_map, sec_map
-
-
 def process_pair(
     ref_path: str | Path,
     sec_path: str | Path,
@@ -75,40 +76,48 @@ def process_pair(
     crs: str | None = None,
     resolution: float | None = None,
     bbox: tuple[float, float, float, float] | None = None,
+    dem: str | Path | None = None,
+    prior: str | Path | None = None,
+    polarisation: str | None = None,
+    coregister: bool | None = None,
     patch_size: int = 64,
     spacing: int = 32,
     search_radius: int = 16,
     method: str = "ncc",
     chunks: Any = 2048,
 ) -> dict[str, Any]:
-    """Open a pair, track it and write Zarr, GeoTIFFs and CSV into ``out_dir``."""
-    ref = trackoff_xr.open_image(ref_path, chunks=chunks, date=dates[0] if dates else None)
-    sec = trackoff_xr.open_image(sec_path, chunks=chunks, date=dates[1] if dates else None)
-    if ref.attrs.get("geometry") == "radar":
-        from trackoff_xr.io.safe import check_s1_pair
-
-        check_s1_pair(ref, sec)
-        if crs is not None:
-            ref, sec = _project(ref, sec, crs, resolution)
-        else:  # same orbit and frame: crop both to the common pixel extent
-            rows, cols = min(ref.shape[0], sec.shape[0]), min(ref.shape[1], sec.shape[1])
-            ref, sec = ref[:rows, :cols], sec[:rows, :cols]
-    if bbox is not None and ref.attrs.get("geometry") != "radar":
-        ref = ref.rio.clip_box(*bbox, crs="EPSG:4326")
-        sec = sec.rio.clip_box(*bbox, crs="EPSG:4326")
-    ds = trackoff_xr.offsets(
-        ref, sec, patch_size=patch_size, spacing=spacing, search_radius=search_radius, method=method
-    )
-    ds = velocity(ds.assign_attrs(pair_metadata(ref, sec)))
+    """Open a pair, geocode, coregister and track it lazily; write Zarr, GeoTIFFs and CSV."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ds = ds.persist()  # track once, write three times
-    components = ("vx", "vy", "v") if "vx" in ds else ("v_range", "v_azimuth", "v")
+    # open -> coregister -> geocode -> offsets -> velocity -> the store, then GeoTIFFs and
+    # CSV read back from it: lazy until the store is written, tracked once
+    result = pipeline.run(
+        ref_path,
+        sec_path,
+        out / "velocity.zarr",
+        chunks=chunks,
+        dates=dates,
+        polarisation=polarisation,
+        crs=crs,
+        resolution=resolution,
+        bbox=bbox,
+        dem=dem,
+        prior=prior,
+        coregister=coregister,
+        velocities=True,
+        geotiff=out / "geotiff",
+        csv=out / "points.csv",
+        mode="w",
+        patch_size=patch_size,
+        spacing=spacing,
+        search_radius=search_radius,
+        method=method,
+    )
     return {
-        "zarr": to_zarr(ds, out / "velocity.zarr", mode="w"),
-        "geotiff": to_geotiff(ds, out / "geotiff", variables=(*components, "score"), mode="w"),
-        "csv": to_csv(ds, out / "points.csv", mode="w"),
-        "dataset": ds,
+        "zarr": result.zarr,
+        "geotiff": result.geotiff,
+        "csv": result.csv,
+        "dataset": result.dataset,
     }
 
 
@@ -121,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="s1_velocity")
     parser.add_argument("--crs", default="EPSG:3413")
     parser.add_argument("--resolution", type=float, default=10.0)
+    parser.add_argument("--dem", default=None, help="DEM GeoTIFF for terrain correction")
+    parser.add_argument("--prior", default=None, help="velocity prior (Zarr or netCDF)")
     parser.add_argument("--token", default=None, help="Earthdata token (else env/netrc)")
     args = parser.parse_args(argv)
 
@@ -129,7 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"pair: {pair.reference} -> {pair.secondary} ({pair.days:.1f} days)")
     ref_path, sec_path = fetch(pair, out / "downloads", token=args.token)
     result = process_pair(
-        ref_path, sec_path, out, crs=args.crs, resolution=args.resolution, bbox=tuple(args.bbox)
+        ref_path,
+        sec_path,
+        out,
+        crs=args.crs,
+        resolution=args.resolution,
+        bbox=tuple(args.bbox),
+        dem=args.dem,
+        prior=args.prior,
     )
     print(f"wrote {result['zarr']}, {len(result['geotiff'])} GeoTIFFs and {result['csv']}")
 

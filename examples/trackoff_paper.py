@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 import trackoff_xr
-from trackoff_xr import plot
+from trackoff_xr import pipeline, plot
 from trackoff_xr.io import save_figure
 from trackoff_xr.matchers.classifier import filter_probability
-from trackoff_xr.postprocess.velocity import velocity
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glacier_synthetic"
 
@@ -53,25 +52,24 @@ def run(
     **options: object,
 ) -> dict[str, object]:
     """Track, filter and write the CSV and figures; return a summary."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     out.mkdir(parents=True, exist_ok=True)
-    ref = trackoff_xr.open_image(str(reference))
-    sec = trackoff_xr.open_image(str(secondary))
+    ref, sec = pipeline.open_pair(reference, secondary)
     start = time.perf_counter()
-    raw = trackoff_xr.offsets(
+    # open -> offsets -> velocity (1 m pixels, 1 day: the paper's settings), in memory
+    raw = pipeline.run(
         ref,
         sec,
+        days=1.0,
+        pixel_size=1.0,
+        compute=True,
         patch_size=patch_size,
         spacing=spacing,
         search_radius=search_radius,
         method="classifier",
         preset=preset,
         **options,
-    ).compute()
+    ).dataset
     seconds = time.perf_counter() - start
-    raw = velocity(raw, days=1.0, pixel_size=1.0)
     kept = filter_probability(raw, threshold=threshold, sigmas=sigmas).compute()
     csv = trackoff_xr.to_csv(kept, out / f"{name}_results.csv", mode="w")  # replaces only its own
     for tag, fig in (

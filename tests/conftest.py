@@ -1,52 +1,17 @@
-"""Shared fixtures: the shared evaluation data and a dask compute counter."""
+"""pytest configuration and fixtures only; helpers the tests share live in helpers.py."""
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from pathlib import Path
 
-import dask
 import pytest
 from hypothesis import settings
+
+from .helpers import raise_if_dask_computes, shared_file  # noqa: F401  (old import path)
 
 settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=15, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def shared_file(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"shared evaluation data missing in CI: {path}")
-        pytest.skip(f"shared evaluation data not found at {path}")
-    return path
-
-
-class CountingScheduler:
-    """Counts how often dask computes (as xarray's tests do)."""
-
-    def __init__(self, max_computes: int = 0):
-        self.total_computes = 0
-        self.max_computes = max_computes
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.total_computes += 1
-        if self.total_computes > self.max_computes:
-            raise RuntimeError(
-                f"Too many computes. Total: {self.total_computes} > max: {self.max_computes}."
-            )
-        return dask.get(dsk, keys, **kwargs)
-
-
-@contextmanager
-def raise_if_dask_computes(max_computes: int = 0):
-    scheduler = CountingScheduler(max_computes)
-    with dask.config.set(scheduler=scheduler):
-        yield scheduler
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from trackoff_xr.matchers.classifier import (
 from trackoff_xr.matchers.classifier.augmentation import to_uint8
 from trackoff_xr.testing.synthetic import fractal_texture, shifted_pair
 
-from .conftest import raise_if_dask_computes
+from .helpers import raise_if_dask_computes
 
 Image = pytest.importorskip("PIL.Image")
 ImageFilter = pytest.importorskip("PIL.ImageFilter")

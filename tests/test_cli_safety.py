@@ -26,7 +26,7 @@ from trackoff_xr import cli
 from trackoff_xr.io import open_zarr, to_zarr
 from trackoff_xr.testing.synthetic import shifted_pair
 
-from .test_output_safety import snapshot
+from .helpers import snapshot
 
 # a small, fast ncc run: 192 x 192 px -> 5 x 5 points
 FAST = ("--method", "ncc", "--patch-size", "32", "--spacing", "32", "--search-radius", "6")
@@ -552,7 +552,7 @@ def test_plot_replaces_its_own_png_only_with_overwrite(plot_folder, capsys):
 def asf_search_calls(monkeypatch):
     """``asf_search.search`` answering with the recorded ASF search; the calls made."""
     asf_search = pytest.importorskip("asf_search")
-    from .test_s1_search import recorded_results
+    from .helpers import recorded_results
 
     calls = []
     monkeypatch.setattr(asf_search, "search", lambda **kw: calls.append(kw) or recorded_results())
@@ -612,7 +612,7 @@ def test_s1_search_writes_an_empty_table_it_recognises(user_folder, monkeypatch)
     pytest.importorskip("asf_search")
     from trackoff_xr.io import asf as s1
 
-    from .test_s1_search import recorded_results
+    from .helpers import recorded_results
 
     monkeypatch.setattr(s1._asf(), "search", lambda **kw: recorded_results())
     assert run_main(*S1_SEARCH[:-1], "100", "--out", "none.csv") == 0  # no pair 100 days apart

@@ -19,7 +19,7 @@ from trackoff_xr.postprocess.filters import (
 )
 from trackoff_xr.testing.synthetic import sar_pair, truth_at_points
 
-from .conftest import raise_if_dask_computes
+from .helpers import raise_if_dask_computes
 
 
 @pytest.fixture(scope="module")

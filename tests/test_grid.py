@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from trackoff_xr import GridSpec, ImageTooSmallError, InvalidParameterError, TrackOffError
+
+from .strategies import axis_lengths, patch_sizes, spacings
 
 
 def test_first_point_is_centre_of_first_template():
@@ -53,11 +54,7 @@ def test_image_too_small():
         GridSpec(64, 32, 16).check_image_shape((90, 200))
 
 
-@given(
-    length=st.integers(0, 400),
-    patch=st.integers(8, 64),
-    spacing=st.integers(1, 50),
-)
+@given(length=axis_lengths, patch=patch_sizes, spacing=spacings)
 def test_every_template_lies_inside_the_axis(length, patch, spacing):
     grid = GridSpec(patch, spacing, 0)
     starts = grid.template_starts(length)

@@ -21,8 +21,7 @@ from trackoff_xr import (
 from trackoff_xr.inputs import prepare_image
 from trackoff_xr.testing.synthetic import shifted_pair
 
-from .conftest import raise_if_dask_computes
-from .test_io_geo import georeference, write_geotiff_pair
+from .helpers import georeference, raise_if_dask_computes, write_geotiff_pair
 
 SMALL = dict(patch_size=32, spacing=16, search_radius=4, method="ncc")
 FIELDS = ["dx", "dy", "score"]

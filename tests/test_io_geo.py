@@ -1,7 +1,5 @@
 """Reading georeferenced rasters: CRS, transform, nodata, URLs, acquisition dates."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rioxarray  # noqa: F401
@@ -10,49 +8,8 @@ import xarray as xr
 import trackoff_xr
 from trackoff_xr import GridMismatchError, ImageReadError, InvalidParameterError, TrackOffError
 from trackoff_xr.io.raster import _gdal_path
-from trackoff_xr.testing.synthetic import shifted_pair
 
-from .conftest import raise_if_dask_computes
-
-# EPSG:3413 (NSIDC polar stereographic north), 10 m pixels, north-up
-CRS = "EPSG:3413"
-PIXEL = 10.0
-X0, Y0 = -200_000.0, -2_200_000.0  # upper-left corner
-SHIFT = (3.0, -5.0)  # rows (down), columns (left)
-DATES = ("2024-02-03T10:00:00", "2024-02-15T10:00:00")  # 12 days
-
-
-def georeference(image: xr.DataArray, crs: str = CRS, pixel: float = PIXEL) -> xr.DataArray:
-    ny, nx = image.shape
-    out = image.assign_coords(
-        y=Y0 - (np.arange(ny) + 0.5) * pixel,
-        x=X0 + (np.arange(nx) + 0.5) * pixel,
-    )
-    out.attrs = {}
-    return out.rio.write_crs(crs).rio.write_transform()
-
-
-def write_geotiff_pair(
-    directory: Path,
-    *,
-    shape=(192, 192),
-    shift=SHIFT,
-    crs=CRS,
-    nodata_box=None,
-) -> tuple[Path, Path]:
-    """Write ref.tif / sec.tif in ``crs`` with 10 m pixels; sec = ref moved by ``shift``."""
-    ref, sec = shifted_pair(shape=shape, shift=shift, seed=3)
-    paths = []
-    for name, img in (("ref", ref), ("sec", sec)):
-        geo = georeference(img, crs)
-        if nodata_box is not None:
-            geo = geo.copy()
-            geo[nodata_box] = -9999.0
-        geo = geo.rio.write_nodata(-9999.0)
-        path = Path(directory) / f"{name}.tif"
-        geo.rio.to_raster(path)
-        paths.append(path)
-    return paths[0], paths[1]
+from .helpers import PIXEL, X0, Y0, raise_if_dask_computes, write_geotiff_pair
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 
 import trackoff_xr
 from trackoff_xr import _compat
+from trackoff_xr.blockwise import match_arrays, output_fields
 from trackoff_xr.grid import GridSpec
-from trackoff_xr.kernels.lattice import match_arrays, output_fields
 from trackoff_xr.kernels.match import MatchResult, correlate_and_refine
 from trackoff_xr.matchers import _REGISTRY as REGISTRY
 from trackoff_xr.matchers import (
@@ -68,9 +68,14 @@ PUBLIC = [
     "pair_metadata",
     "register_matcher",
     "set_options",
+    "speed_error",
+    "stable_mask",
+    "stable_shift",
     "to_csv",
     "to_geotiff",
+    "to_netcdf",
     "to_zarr",
+    "track_pairs",
     "velocity",
 ]
 

@@ -7,7 +7,6 @@ tests.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -44,25 +43,7 @@ from trackoff_xr.io import geotiff as io_geotiff
 from trackoff_xr.io import safety as io_safety
 from trackoff_xr.io import zarr as io_zarr
 
-
-def snapshot(folder: str | os.PathLike[str]) -> dict[str, str]:
-    """Map every file under ``folder`` (hidden ones too) to the SHA-256 of its bytes.
-
-    Folders appear as ``"<dir>"`` so a removed or added (sub)folder shows too.
-    Compare two snapshots with ``==``, or check that every entry of an earlier
-    one is unchanged with ``before.items() <= after.items()``.
-    """
-    root = Path(folder)
-    out: dict[str, str] = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            out[rel] = f"<link {os.readlink(path)}>"
-        elif path.is_dir():
-            out[rel] = "<dir>"
-        else:
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
+from .helpers import snapshot
 
 
 def _write_user_tif(path: Path) -> None:

@@ -3,7 +3,6 @@
 import hashlib
 import importlib.util
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,28 +24,12 @@ from trackoff_xr.io.asf import (
     search_scenes,
 )
 
-from .test_io_geo import DATES, PIXEL, SHIFT, write_geotiff_pair
+from .helpers import DATES, PIXEL, SHIFT, recorded_results, write_geotiff_pair
 
 asf_search = pytest.importorskip("asf_search")
 asf_search.REPORT_ERRORS = False
 
-DATA = Path(__file__).parent / "data"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "s1_velocity.py"
-
-
-def recorded_results():
-    """The recorded search as asf_search.ASFSearchResults of ASFProducts."""
-    collection = json.loads((DATA / "asf_s1_grd_search.json").read_text())
-    products = []
-    for feature in collection["features"]:
-        product = object.__new__(asf_search.ASFProduct)
-        product.properties = feature["properties"]
-        product.geometry = feature["geometry"]
-        product.umm = product.meta = product.baseline = product.session = None
-        products.append(product)
-    results = asf_search.ASFSearchResults(products)
-    results.searchComplete = True
-    return results
 
 
 @pytest.fixture

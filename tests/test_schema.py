@@ -47,9 +47,10 @@ def test_a_rejected_point_is_nan_in_every_derived_variable(geometry, apply):
     rejected = ~out.valid.values
     assert rejected.any()
     derived = schema.measured_variables(out)
-    expected = {"dx", "dy", "dx_m", "dy_m", "v"} | (
-        {"v_range", "v_azimuth"} if geometry == "radar" else {"vx", "vy"}
-    )
+    components = {"v_range", "v_azimuth"} if geometry == "radar" else {"vx", "vy"}
+    expected = {"dx", "dy", "dx_m", "dy_m", "v"} | components
+    # ncc reports 1-sigma errors, carried to the velocities (postprocess/errors.py)
+    expected |= {"dx_error", "dy_error", "v_error"} | {f"{c}_error" for c in components}
     assert set(derived) == expected
     for name in derived:
         assert np.isnan(out[name].values[rejected]).all(), name
@@ -65,13 +66,13 @@ def test_attributes_do_not_leak_between_variables():
         assert ds[name].attrs["long_name"] == schema.VARIABLES[name].attrs["long_name"]
     assert ds.vx.attrs["units"] == "meter/year"
     assert ds.dx_m.attrs["units"] == "meter"
-    assert ds.dx.attrs["units"] == "pixel"
+    assert ds.dx.attrs["units"] == "1"  # pixels (CF: "pixel" is not a UDUNITS unit)
 
 
 def test_schema_attributes_are_copies():
     attrs = schema.attrs_for("dx")
     attrs["units"] = "changed"
-    assert schema.attrs_for("dx")["units"] == "pixel"
+    assert schema.attrs_for("dx")["units"] == "1"
 
 
 def test_fill_gaps_fills_every_measured_variable():

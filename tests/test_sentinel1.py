@@ -21,7 +21,7 @@ from trackoff_xr.io.safe import (
 )
 from trackoff_xr.postprocess.velocity import pair_metadata, velocity
 
-from .conftest import raise_if_dask_computes, shared_file
+from .helpers import raise_if_dask_computes, shared_file
 
 NAME = "S1B_IW_GRDH_1SDV_20210401T052623_20210401T052648_026269_032297_ECC8"
 STAMP = "20210401t052623-20210401t052648-026269-032297"

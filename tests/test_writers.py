@@ -26,7 +26,7 @@ from trackoff_xr.io import (
 )
 from trackoff_xr.postprocess.velocity import MissingMetadataError, pair_metadata, velocity
 
-from .test_io_geo import DATES, PIXEL, SHIFT, write_geotiff_pair
+from .helpers import DATES, PIXEL, SHIFT, write_geotiff_pair
 
 NCC = dict(patch_size=32, spacing=32, search_radius=8, method="ncc")
 
@@ -66,7 +66,7 @@ def test_zarr_round_trip_keeps_crs_values_and_its_live_metadata(tmp_path, result
     assert back.vx.attrs["standard_name"] == "land_ice_surface_x_velocity"
     assert back.v.attrs["units"] == "meter/year" and back.vy.attrs["grid_mapping"] == "spatial_ref"
     attrs = back.attrs
-    assert attrs["Conventions"] == "CF-1.8" and attrs[COMPLETE_ATTR] == 1
+    assert attrs["Conventions"] == "CF-1.8, ACDD-1.3" and attrs[COMPLETE_ATTR] == 1
     assert attrs["date_dt"] == pytest.approx(12.0)
     assert attrs["date_center"].startswith("2024-02-09T10:00")
     assert attrs["acquisition_date_img1"].startswith(DATES[0])
@@ -242,7 +242,7 @@ def test_store_exports_to_netcdf(tmp_path, result):
         for name in ("dx", "dy", "vx", "v"):
             np.testing.assert_array_equal(back[name].values, result[name].values)
         assert back.attrs[COMPLETE_ATTR] == 1 and back.attrs["subpixel"] == 1
-        assert back.attrs["Conventions"] == "CF-1.8"
+        assert back.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
 
 
 def test_open_zarr_accepts_stores_marked_the_old_way(tmp_path, result):
@@ -270,7 +270,7 @@ def test_append_pair_keeps_the_cube_attributes(tmp_path, result):
     later = result.assign_attrs(date_center="2024-02-21T10:00:00", title="ignored")
     append_pair(later, store)
     attrs = open_zarr(store).attrs
-    assert attrs["title"] == "Jakobshavn cube" and attrs["Conventions"] == "CF-1.8"
+    assert attrs["title"] == "Jakobshavn cube" and attrs["Conventions"] == "CF-1.8, ACDD-1.3"
     assert attrs["software_version"] == trackoff_xr.__version__
     assert attrs["history"].startswith(first["history"])
     assert "appended the pair mid_date=2024-02-21T10:00:00" in attrs["history"].splitlines()[-1]

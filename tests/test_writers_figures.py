@@ -38,7 +38,7 @@ from trackoff_xr.io import (
     write_weights_meta,
 )
 
-from .test_output_safety import snapshot
+from .helpers import snapshot
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_table_columns_are_those_of_the_s1_search(monkeypatch):
     pytest.importorskip("asf_search")
     from trackoff_xr.io import asf as s1
 
-    from .test_s1_search import recorded_results
+    from .helpers import recorded_results
 
     monkeypatch.setattr(s1._asf(), "search", lambda **kwargs: recorded_results())
     scenes = s1.search_scenes((-50.2, 69.05, -49.4, 69.25), "2021-03-01", "2021-04-01")

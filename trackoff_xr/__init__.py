@@ -40,12 +40,14 @@ from .exceptions import (
 from .grid import GridSpec
 from .io.csv import to_csv
 from .io.geotiff import to_geotiff
+from .io.netcdf import to_netcdf
 from .io.raster import open_image
 from .io.safe import check_s1_pair, open_safe
 from .io.zarr import append_pair, open_zarr, to_zarr
 from .matchers import available_methods, get_matcher, register_matcher
 from .matchers.classifier.probability_filter import filter_probability
 from .options import get_options, set_options
+from .postprocess.errors import speed_error
 from .postprocess.filters import (
     fill_gaps,
     filter_median,
@@ -53,7 +55,9 @@ from .postprocess.filters import (
     filter_score,
     filter_velocity,
 )
+from .postprocess.stable import stable_mask, stable_shift
 from .postprocess.velocity import pair_metadata, velocity
+from .stacks import track_pairs
 from .tracking import offsets
 
 __all__ = [
@@ -100,8 +104,13 @@ __all__ = [
     "pair_metadata",
     "register_matcher",
     "set_options",
+    "speed_error",
+    "stable_mask",
+    "stable_shift",
     "to_csv",
     "to_geotiff",
+    "to_netcdf",
     "to_zarr",
+    "track_pairs",
     "velocity",
 ]

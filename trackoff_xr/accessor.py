@@ -23,7 +23,7 @@ class TrackOffAccessor:
     >>> ds = ref.trackoff.offsets(sec, patch_size=32, spacing=32, search_radius=8,
     ...                           method="ncc")
     >>> sorted(ds.data_vars)
-    ['dx', 'dy', 'peak_at_edge', 'score', 'valid']
+    ['dx', 'dx_error', 'dy', 'dy_error', 'peak_at_edge', 'score', 'valid']
     """
 
     def __init__(self, obj: xr.DataArray) -> None:

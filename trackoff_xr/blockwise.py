@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from .grid import GridSpec
-from .kernels.lattice import EDGE_FIELD, OUTPUT_FIELDS, match_arrays, output_fields
+from .kernels.lattice import CENTRE_FIELDS, EDGE_FIELD, OUTPUT_FIELDS, match_lattice
 from .matchers.base import Matcher, capabilities
 
 if TYPE_CHECKING:
     import dask.array as da
 
 __all__ = [
+    "CENTRE_FIELDS",
     "EDGE_FIELD",
     "OUTPUT_FIELDS",
     "AxisPlan",
@@ -52,6 +53,45 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trackoff_xr")
+
+
+def output_fields(matcher: Matcher, centred: bool = False) -> tuple[str, ...]:
+    """Fields along the last axis of the blockwise result for ``matcher``.
+
+    :data:`OUTPUT_FIELDS`, then the names in the matcher's optional
+    ``extra_outputs`` capability (its result has an array of that name too),
+    then, for searches centred on a coarse pass or a prior,
+    :data:`CENTRE_FIELDS`.
+
+    Examples
+    --------
+    >>> from trackoff_xr.matchers import NCCMatcher
+    >>> output_fields(NCCMatcher())
+    ('dy', 'dx', 'score', 'peak_at_edge', 'dy_error', 'dx_error')
+    >>> output_fields(NCCMatcher(), centred=True)[-2:]
+    ('search_dy', 'search_dx')
+    """
+    fields = OUTPUT_FIELDS + tuple(capabilities(matcher).extra_outputs)
+    return fields + (CENTRE_FIELDS if centred else ())
+
+
+def match_arrays(
+    ref: np.ndarray,
+    sec: np.ndarray,
+    grid: GridSpec,
+    matcher: Matcher,
+    first: tuple[int, int],
+    count: tuple[int, int],
+    transformed: bool = False,
+    centres: np.ndarray | None = None,
+) -> np.ndarray:
+    """Match a lattice of points between two padded numpy blocks with ``matcher``.
+
+    :func:`trackoff_xr.kernels.lattice.match_lattice` (see there) with the
+    matcher's declared capabilities.
+    """
+    caps = capabilities(matcher)
+    return match_lattice(ref, sec, grid, matcher, caps, first, count, transformed, centres)
 
 
 @dataclass(frozen=True)
@@ -155,10 +195,11 @@ def _match_region(
     first: tuple[int, int],
     count: tuple[int, int],
     transformed: bool = False,
+    centres: np.ndarray | None = None,
 ) -> np.ndarray:
     ref = _assemble(shape, ref_chunks, ref_places)
     sec = _assemble(shape, sec_chunks, sec_places)
-    return match_arrays(ref, sec, grid, matcher, first, count, transformed)
+    return match_arrays(ref, sec, grid, matcher, first, count, transformed, centres)
 
 
 def _transform_region(
@@ -278,7 +319,15 @@ def _target_chunks(array: Any, default: int) -> tuple[int, int]:
 
 
 def match_blockwise(
-    ref: Any, sec: Any, grid: GridSpec, matcher: Matcher, *, default_chunk: int = 512
+    ref: Any,
+    sec: Any,
+    grid: GridSpec,
+    matcher: Matcher,
+    *,
+    default_chunk: int = 512,
+    centres: Any = None,
+    reach: int = 0,
+    stage: str = "",
 ) -> da.Array:
     """Lazily match every grid point of two same-shaped 2-D arrays.
 
@@ -304,12 +353,25 @@ def match_blockwise(
         The matcher applied to each block's batch of points.
     default_chunk : int
         Chunk size used when the inputs are numpy arrays.
+    centres : dask or numpy array, shape (ny, nx, 2), int, optional
+        A whole-pixel search centre for every grid point (a coarse pass or a
+        prior, :mod:`trackoff_xr.search`): each search window is moved by
+        it. Each block reads its centres block; blocks get ``reach`` more
+        pixels of halo.
+    reach : int
+        The largest ``|centre|`` along either axis (centres beyond it are
+        not allowed).
+    stage : str
+        A word put in the task names before the matcher's name (e.g.
+        ``"coarse"``: ``trackoff-coarse-ncc-…``), so that progress counts
+        only the final pass (``trackoff-<method>-…``).
 
     Returns
     -------
     dask.array.Array, shape (ny, nx, n_fields), float32
-        ``dy``, ``dx``, ``score``, ``peak_at_edge`` and the matcher's extra
-        outputs per grid point (see :func:`output_fields`). Nothing is computed.
+        ``dy``, ``dx``, ``score``, ``peak_at_edge``, the matcher's extra
+        outputs and, with ``centres``, ``search_dy``, ``search_dx`` per grid
+        point (see :func:`output_fields`). Nothing is computed.
     """
     import dask.array as da
     from dask.base import tokenize
@@ -334,7 +396,7 @@ def match_blockwise(
     # the extra context (features fused into the match task)
     caps = capabilities(matcher)
     staged = bool(caps.context) and caps.channels is not None and not private
-    depth = grid.halo + (0 if staged else caps.context)
+    depth = grid.halo + (0 if staged else caps.context) + (int(reach) if centres is not None else 0)
     plans = (
         plan_axis(shape[0], grid, target[0], depth),
         plan_axis(shape[1], grid, target[1], depth),
@@ -347,8 +409,17 @@ def match_blockwise(
     )
     if staged:
         ref_d, sec_d = transform_blockwise(ref_d, matcher), transform_blockwise(sec_d, matcher)
-    fields = len(output_fields(matcher))
-    name = "trackoff-" + caps.name + "-" + tokenize(ref_d, sec_d, grid, matcher)
+    fields = len(output_fields(matcher, centred=centres is not None))
+    centre_d = None
+    if centres is not None:
+        centre_d = da.asarray(centres).rechunk((plans[0].points, plans[1].points, 2))
+    name = (
+        "trackoff-"
+        + (stage + "-" if stage else "")
+        + caps.name
+        + "-"
+        + tokenize(ref_d, sec_d, grid, matcher, centre_d)
+    )
     dsk: dict = {}
     for by in range(len(plans[0].chunks)):
         y0 = plans[0].chunk_starts[by] - depth
@@ -378,8 +449,11 @@ def match_blockwise(
                 first,
                 count,
                 staged,
+                None if centre_d is None else (centre_d.name, by, bx, 0),
             )
-    inputs = [] if private else [ref_d, sec_d]
+    inputs: list[Any] = [] if private else [ref_d, sec_d]  # dask collections
+    if centre_d is not None:
+        inputs.append(centre_d)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=inputs)
     chunks = (plans[0].points, plans[1].points, (fields,))
     return da.Array(graph, name, chunks, dtype=np.float32)

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -181,6 +182,59 @@ def cli() -> None:
     help="Replace an existing --out store (and --csv file) that trackoff wrote; a folder "
     "or file it did not write, or one holding REF or SEC, is never replaced.",
 )
+@click.option(
+    "--polarisation",
+    default=None,
+    type=click.Choice(["VV", "VH", "HH", "HV"], case_sensitive=False),
+    help="Measurement of Sentinel-1 products (.SAFE or .zip) to track [default: VV].",
+)
+@click.option(
+    "--crs",
+    default=None,
+    help="Geocode Sentinel-1 products onto a map grid in this CRS (lazily), e.g. EPSG:3413; "
+    "default: track in radar geometry.",
+)
+@click.option(
+    "--resolution",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Map grid pixel size in CRS units, with --crs [default: the range pixel spacing].",
+)
+@click.option(
+    "--bbox",
+    default=None,
+    nargs=4,
+    type=float,
+    metavar="W S E N",
+    help="Map grid box in degrees (longitude/latitude), with --crs [default: where both "
+    "scenes overlap].",
+)
+@click.option(
+    "--dem",
+    default=None,
+    help="DEM (GeoTIFF path or URL, heights above the ellipsoid) for terrain correction, "
+    "with --crs [default: the products' ground control points].",
+)
+@click.option(
+    "--prior",
+    default=None,
+    type=click.Path(exists=False),
+    help="Zarr store or netCDF file of offsets (dx, dy, pixels) or velocities (vx, vy with "
+    "units, any CRS and grid, e.g. ITS_LIVE) that centres each search.",
+)
+@click.option(
+    "--coregister/--no-coregister",
+    default=None,
+    help="Measure the global offset of the pair (annotation, then the images), align on it "
+    "and report motion relative to stable ground [default: on for two Sentinel-1 products "
+    "without --prior].",
+)
+@click.option(
+    "--coarse/--no-coarse",
+    default=None,
+    help="Coarse-to-fine search for motion beyond --search-radius [default: on, unless "
+    "--prior is given or the image is small].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors: no progress, no summary.")
 @_debug_option
 def run(
@@ -200,6 +254,14 @@ def run(
     pixel_size: float | None,
     csv_path: str | None,
     overwrite: bool,
+    polarisation: str | None,
+    crs: str | None,
+    resolution: float | None,
+    bbox: tuple[float, float, float, float] | None,
+    dem: str | None,
+    prior: str | None,
+    coregister: bool | None,
+    coarse: bool | None,
     quiet: bool,
 ) -> None:
     """Track REF (earlier image) against SEC (later image) and write a Zarr store.
@@ -214,51 +276,88 @@ def run(
       trackoff run before.tif after.tif --out r.zarr --scheduler tcp://10.0.0.5:8786
       trackoff run before.tif after.tif --out r.zarr --days 12 --pixel-size 10
       trackoff run before.tif after.tif --out r.zarr --overwrite   # replace an earlier run
+      trackoff run a.zip b.zip --out v.zarr --crs EPSG:3413 --resolution 10 \\
+          --dem dem.tif --bbox -50.2 69.05 -49.4 69.25 --polarisation VV --prior prior.zarr
 
     Velocities (vx, vy, v in meter/year) are added whenever the time span and
     pixel size are known, from the options or from the images. An existing
     --out or --csv is replaced only with --overwrite, and only if trackoff
     wrote it; REF, SEC and the folders holding them are never replaced.
+
+    Sentinel-1 GRD products (.SAFE folders or their .zip) of one orbit are
+    coregistered (their global offset, e.g. the slice start, is measured
+    and removed) and, with --crs, geocoded lazily onto one map grid (with
+    --dem: terrain-corrected).
     """  # noqa: D301 (click's \b needs a real backspace)
     mode = "w" if overwrite else "w-"
-    protect = (ref, sec)
+    protect = tuple(p for p in (ref, sec, dem, prior) if p is not None and "://" not in p)
     _check_outputs(out, csv_path, mode=mode, protect=protect)
     _session().targets.extend(t for t in (out, csv_path) if t)
     tensorflow = method in _TENSORFLOW_METHODS
     if tensorflow:
         _import_tensorflow_quietly()
-    ds, shape = _track(
+    from . import pipeline
+
+    pair = pipeline.prepare(
         ref,
         sec,
+        chunks=chunks,
+        polarisation=polarisation.upper() if polarisation else None,
+        crs=crs,
+        resolution=resolution,
+        bbox=bbox,
+        dem=dem,
+        prior=prior,
+        coregister=coregister,
+        coarse=coarse,
+    )
+    ref_image = pair.ref
+    if pair.coregistration is not None and not quiet:
+        est = pair.coregistration.attrs
+        click.echo(
+            f"coregistered: global offset {est['global_dy']:.2f}, {est['global_dx']:.2f} px "
+            f"(radar lines, samples) from {est['n_matches']} matches",
+            err=True,
+        )
+
+    def store(ds: Any, path: str, *, mode: str, protect: Sequence[str]) -> Path:
+        if not quiet:
+            click.echo(
+                f"tracking {ref_image.shape[0]} x {ref_image.shape[1]} px -> "
+                f"{ds.sizes['y']} x {ds.sizes['x']} points with method={method!r} "
+                f"({scheduler} scheduler)",
+                err=True,
+            )
+        return write_zarr(
+            ds,
+            path,
+            scheduler=scheduler,
+            workers=workers,
+            memory_limit=memory_limit,
+            progress=not quiet,
+            mode=mode,
+            protect=protect,
+            tensorflow=tensorflow,
+        )
+
+    search: dict[str, Any] = {} if coarse is None else {"coarse": coarse}
+    pipeline.run(
+        pair,
+        None,
+        out,
+        csv=csv_path,
+        days=days,
+        pixel_size=pixel_size,
+        filters=apply_filter,
+        mode=mode,
+        protect=protect,
+        store=store,
         method=method,
         patch_size=patch_size,
         spacing=spacing,
         search_radius=search_radius,
-        chunks=chunks,
-        apply_filter=apply_filter,
-        days=days,
-        pixel_size=pixel_size,
+        **search,
     )
-    if not quiet:
-        click.echo(
-            f"tracking {shape[0]} x {shape[1]} px -> "
-            f"{ds.sizes['y']} x {ds.sizes['x']} points with method={method!r} "
-            f"({scheduler} scheduler)",
-            err=True,
-        )
-    write_zarr(
-        ds,
-        out,
-        scheduler=scheduler,
-        workers=workers,
-        memory_limit=memory_limit,
-        progress=not quiet,
-        mode=mode,
-        protect=protect,
-        tensorflow=tensorflow,
-    )
-    if csv_path:
-        _write_csv(out, csv_path, mode=mode, protect=protect)
     if not quiet:
         click.echo(_summary(out))
         warning = _edge_warning(_open_result(out))
@@ -305,47 +404,6 @@ def _check_outputs(out: str, csv_path: str | None, *, mode: str, protect: Sequen
                 param_hint="--csv",
             )
         check_output(csv_path, kind="csv", mode=mode, protect=protect)
-
-
-def _track(
-    ref: str,
-    sec: str,
-    *,
-    method: str,
-    patch_size: int,
-    spacing: int,
-    search_radius: int,
-    chunks: int,
-    apply_filter: bool,
-    days: float | None,
-    pixel_size: float | None,
-) -> tuple[Any, tuple[int, ...]]:
-    """Build the lazy offsets (and velocity) Dataset of ``trackoff run``; computes nothing."""
-    import trackoff_xr
-
-    from .postprocess.filters import filter_offsets
-    from .postprocess.velocity import MissingMetadataError, velocity
-
-    ref_image = trackoff_xr.open_image(ref, chunks=chunks)
-    sec_image = trackoff_xr.open_image(sec, chunks=chunks)
-    ds = trackoff_xr.offsets(
-        ref_image,
-        sec_image,
-        patch_size=patch_size,
-        spacing=spacing,
-        search_radius=search_radius,
-        method=method,
-    )
-    try:
-        ds = velocity(ds, days=days, pixel_size=pixel_size)
-    except MissingMetadataError:
-        if days is not None or pixel_size is not None:
-            raise  # asked for velocities: say what is missing
-    if apply_filter:
-        ds = filter_offsets(ds)
-    ds.attrs["reference_image"] = os.path.abspath(ref) if os.path.exists(ref) else ref
-    ds.attrs["secondary_image"] = os.path.abspath(sec) if os.path.exists(sec) else sec
-    return ds, tuple(ref_image.shape)
 
 
 def _edge_warning(ds: Any) -> str | None:
@@ -682,18 +740,15 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _quiet_worker(*, tensorflow: bool, ignore_sigint: bool) -> None:
-    """Prepare a worker process: the parent handles Ctrl-C, no start-up noise."""
-    import warnings
+    """Prepare a worker process: the parent handles Ctrl-C, no start-up noise.
 
+    No warning filter: images without georeferencing are read through a VRT
+    that states their pixel grid (:func:`trackoff_xr.open_image`), so
+    rasterio has nothing to warn about in the workers either.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        from rasterio.errors import NotGeoreferencedWarning
-
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-    except ImportError:  # pragma: no cover - rasterio is a dependency
-        pass
     if tensorflow:
         _import_tensorflow_quietly()
 
@@ -705,7 +760,7 @@ def _is_match_key(key: Any) -> bool:
         and len(key) >= 3
         and isinstance(key[0], str)
         and key[0].startswith("trackoff-")
-        and not key[0].startswith("trackoff-features-")
+        and not key[0].startswith(("trackoff-features-", "trackoff-coarse-", "trackoff-prior-"))
         and isinstance(key[1], int)
         and isinstance(key[2], int)
     )
@@ -852,12 +907,6 @@ def _open_result(path: str) -> Any:
             param_hint="RESULT",
         )
     return ds
-
-
-def _write_csv(store: str, csv_path: str, *, mode: str, protect: Sequence[str]) -> None:
-    from .io.csv import to_csv
-
-    to_csv(_open_result(store), csv_path, mode=mode, protect=tuple(protect))
 
 
 def _summary(store: str) -> str:
@@ -1120,6 +1169,207 @@ def train(out_dir: str, seed: int, steps: int, calibration_scenes: int, overwrit
     click.echo(f"wrote {weights} and its .json")
 
 
+@cli.command()
+@click.argument("pairs_csv", metavar="PAIRS.csv", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=True, file_okay=False),
+    help="Zarr cube to create or add to (resumed: pairs already in it are skipped).",
+)
+@click.option(
+    "--method",
+    default="cnn",
+    show_default=True,
+    type=click.Choice(["ncc", "cnn", "classifier"]),
+    help="Matcher.",
+)
+@click.option("--patch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--spacing", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--search-radius", default=16, show_default=True, type=click.IntRange(min=0))
+@click.option("--chunks", default=2048, show_default=True, type=click.IntRange(min=64))
+@click.option(
+    "--scheduler",
+    default="threads",
+    show_default=True,
+    callback=lambda ctx, param, value: _check_scheduler(value),
+    help="threads, processes, distributed (a local cluster) or a scheduler address.",
+)
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Workers.")
+@click.option(
+    "--memory-limit",
+    default=None,
+    callback=lambda ctx, param, value: _check_memory_limit(value),
+    help="Memory of each local cluster worker (--scheduler distributed), e.g. 2GiB.",
+)
+@click.option("--filter/--no-filter", "apply_filter", default=True, show_default=True)
+@click.option(
+    "--days",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Days between the images of every pair (default: each pair's dates).",
+)
+@click.option("--pixel-size", default=None, type=click.FloatRange(min=0, min_open=True))
+@click.option(
+    "--download-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="For a 'trackoff s1 search' table: where the scenes are downloaded.",
+)
+@click.option("--token", default=None, envvar="EARTHDATA_TOKEN", show_envvar=True)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Rebuild an existing --out cube that trackoff wrote (without it, the cube is "
+    "resumed); a folder or file it did not write is never touched.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
+@_debug_option
+def batch(
+    pairs_csv: str,
+    out: str,
+    method: str,
+    patch_size: int,
+    spacing: int,
+    search_radius: int,
+    chunks: int,
+    scheduler: str,
+    workers: int | None,
+    memory_limit: str | None,
+    apply_filter: bool,
+    days: float | None,
+    pixel_size: float | None,
+    download_dir: str | None,
+    token: str | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Track every pair of PAIRS.csv into one Zarr cube along mid_date.
+
+    \b
+    PAIRS.csv has the columns reference, secondary (image paths, relative to
+    the CSV's folder) and optionally reference_date, secondary_date, pair_id;
+    or it is a table of 'trackoff s1 search --out' (with --download-dir).
+
+    \b
+    Examples:
+      trackoff batch pairs.csv --out cube.zarr --method ncc
+      trackoff batch pairs.csv --out cube.zarr      # again: only the new pairs
+      trackoff batch pairs.csv --out cube.zarr --scheduler distributed --workers 4
+
+    Rerunning after Ctrl-C, or with more pairs, tracks only the pairs not yet
+    complete in the cube; read it with trackoff_xr.stacks.open_cube.
+    """  # noqa: D301 (click's \b needs a real backspace)
+    from .stacks import read_pairs, track_pairs
+
+    if _url_scheme(out) == "memory":
+        raise click.BadParameter(
+            f"{out!r} is an in-memory store, gone when trackoff exits; give a folder path",
+            param_hint="--out",
+        )
+    if not os.path.isfile(pairs_csv):
+        raise click.BadParameter(f"no file {pairs_csv!r}", param_hint="PAIRS.csv")
+    pairs = read_pairs(pairs_csv)
+    if method in _TENSORFLOW_METHODS:
+        _import_tensorflow_quietly()
+    _session().targets.append(out)  # a cube being created is a hidden partial until then
+    counts = {"done": 0, "skipped": 0}
+
+    def progress(event: Any) -> None:
+        counts[event.status] += 1
+        if not quiet:
+            what = "tracked" if event.status == "done" else "already in the cube, skipped"
+            click.echo(
+                f"pair {event.number}/{event.total} {event.pair_id}: {what} "
+                f"({event.seconds:.1f} s)",
+                err=True,
+            )
+
+    with _batch_scheduler(scheduler, workers, memory_limit) as where:
+        try:
+            track_pairs(
+                pairs,
+                out,
+                method=method,
+                patch_size=patch_size,
+                spacing=spacing,
+                search_radius=search_radius,
+                chunks=chunks,
+                apply_filter=apply_filter,
+                days=days,
+                pixel_size=pixel_size,
+                mode="w" if overwrite else "a",
+                scheduler=where,
+                progress=progress,
+                download_dir=download_dir,
+                token=token,
+            )
+        except KeyboardInterrupt as exc:
+            _batch_interrupted(exc, counts, len(pairs))
+    if not quiet:
+        click.echo(
+            f"wrote {out}: {counts['done']} pairs tracked, {counts['skipped']} already there"
+        )
+
+
+@contextmanager
+def _batch_scheduler(scheduler: str, workers: int | None, memory_limit: str | None) -> Any:
+    """Yield what ``track_pairs(scheduler=...)`` takes: a name, or a distributed Client."""
+    import dask
+
+    if scheduler != "distributed" and "://" not in scheduler:
+        options: dict[str, Any] = {"scheduler": scheduler}
+        if workers:
+            options["num_workers"] = workers
+        with dask.config.set(**options):
+            yield scheduler
+        return
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler == "distributed":
+        cluster = LocalCluster(
+            n_workers=workers or None,
+            threads_per_worker=1,
+            dashboard_address=None,
+            processes=True,
+            silence_logs=logging.ERROR,
+            memory_limit=memory_limit or "auto",
+        )
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout=10)
+        except (OSError, TimeoutError) as exc:
+            raise click.BadParameter(
+                f"no dask scheduler answered at {scheduler!r} ({exc})", param_hint="--scheduler"
+            ) from exc
+    try:
+        yield client
+    finally:
+        client.close(timeout=3)
+        if cluster is not None:
+            cluster.close(timeout=5)
+
+
+def _batch_interrupted(exc: KeyboardInterrupt, counts: dict[str, int], total: int) -> NoReturn:
+    """Say in one line what the cube holds, and end the process now (as main() does)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    with warnings.catch_warnings():  # as _exit_interrupted: the line below says it all
+        warnings.simplefilter("ignore")
+        _remove_partials(_session().targets)
+        click.echo(
+            f"interrupted after {counts['done'] + counts['skipped']} of {total} pairs; the "
+            "cube keeps the complete ones: run the same command again to resume",
+            err=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(143 if isinstance(exc, _Terminated) else 130)
+
+
 @cli.group()
 def s1() -> None:
     """Find and download Sentinel-1 IW GRD scenes (ASF, Earthdata Login).
@@ -1324,14 +1574,18 @@ def _exit_interrupted(session: _Session, exc: KeyboardInterrupt) -> NoReturn:
     """
     for sig in (signal.SIGINT, signal.SIGTERM):  # let the clean-up finish
         signal.signal(sig, signal.SIG_IGN)
-    _remove_partials(session.targets)  # write_zarr may have removed them already
-    click.echo(
-        "interrupted; the partial output was removed" if session.targets else "interrupted",
-        err=True,
-    )
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(143 if isinstance(exc, _Terminated) else 130)
+    # worker threads still writing into the partial being removed may warn about
+    # what they find there: the process is ending, the one line below says it all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _remove_partials(session.targets)  # write_zarr may have removed them already
+        click.echo(
+            "interrupted; the partial output was removed" if session.targets else "interrupted",
+            err=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(143 if isinstance(exc, _Terminated) else 130)
 
 
 def _remove_partials(targets: Iterable[str]) -> list[Path]:
@@ -1361,6 +1615,14 @@ _FLAGS = {
     "spacing": "--spacing",
     "chunks": "--chunks",
     "days": "--days",
+    "polarisation": "--polarisation",
+    "resolution": "--resolution",
+    "coregister": "--coregister",
+    "coarse": "--coarse",
+    "prior": "--prior",
+    "bbox": "--bbox",
+    "crs": "--crs",
+    "dem": "--dem",
 }
 
 
@@ -1371,9 +1633,15 @@ def cli_message(message: str) -> str:
     '--patch-size 4 is too small; use --patch-size >= 8'
     >>> cli_message("it exists; pass mode='w' to replace it, or days= (e.g. days=12)")
     'it exists; pass --overwrite to replace it, or --days (e.g. --days 12)'
+    >>> cli_message("pass coarse=False, or resolution= with crs=")
+    'pass --no-coarse, or --resolution with --crs'
     """
     text = re.sub(r"""(?<![\w.])mode=(['"])w\1""", "--overwrite", message)
     text = re.sub(r"""(?<![\w.])mode=(['"])w-\1""", "no --overwrite", text)
+    for name in ("coarse", "coregister"):  # on/off flags
+        text = re.sub(rf"(?<![\w.-]){name}=True\b", f"--{name}", text)
+        text = re.sub(rf"(?<![\w.-]){name}=False\b", f"--no-{name}", text)
+    text = re.sub(r"(?<![\w.-])dem=None\b", "no --dem", text)
     for name, flag in _FLAGS.items():
         text = re.sub(rf"(?<![\w.-]){name}=(?=[^\s,;.)])", f"{flag} ", text)
         text = re.sub(rf"(?<![\w.-]){name}=", flag, text)

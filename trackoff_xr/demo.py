@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from . import pipeline
 from .io.files import save_figure
 from .io.safety import check_output
-from .io.zarr import to_zarr
 from .testing.synthetic import sar_pair, truth_at_points
-from .tracking import offsets
 
 __all__ = ["DemoResult", "demo_paths", "run_demo"]
 
@@ -123,22 +122,31 @@ def run_demo(
     zarr_path, figure_path = demo_paths(out_dir)
     _check_demo_outputs(zarr_path, figure_path)
     ref, sec, truth = sar_pair((size, size), max_displacement=10.0, looks=4.0, seed=seed)
-    ds = offsets(
-        ref.chunk(chunks),
-        sec.chunk(chunks),
+
+    def with_truth(ds: xr.Dataset) -> xr.Dataset:
+        expected = truth_at_points(truth, ds)
+        return ds.assign(
+            true_dx=expected.dx.assign_attrs(long_name="true offset along columns", units="pixel"),
+            true_dy=expected.dy.assign_attrs(long_name="true offset along rows", units="pixel"),
+        )
+
+    # the package's pipeline, its writer: completion marker, CF attributes, atomic replace
+    ds = pipeline.run(
+        ref,
+        sec,
+        zarr_path,
+        chunks=chunks,
+        velocities=False,
+        compute=True,
+        annotate=with_truth,
+        mode="w",
         patch_size=64,
         spacing=32,
         search_radius=16,
         method=method,
-    )
-    ds = ds.compute()
-    expected = truth_at_points(truth, ds)
-    ds["true_dx"] = expected.dx.assign_attrs(long_name="true offset along columns", units="pixel")
-    ds["true_dy"] = expected.dy.assign_attrs(long_name="true offset along rows", units="pixel")
+    ).dataset
     valid = ds.valid.values
     err = np.hypot(ds.dx - ds.true_dx, ds.dy - ds.true_dy).values[valid]
     rmse = float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
-    # through the project's writer: completion marker, CF attributes, atomic replace
-    to_zarr(ds, zarr_path, mode="w")
     _figure(ref, ds, figure_path)
     return DemoResult(ds, zarr_path, figure_path, rmse, float(valid.mean()))

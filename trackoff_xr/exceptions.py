@@ -16,8 +16,11 @@ __all__ = [
     "AuthenticationError",
     "CalibrationNotAvailableError",
     "CoordinateError",
+    "CoregistrationError",
+    "CubeLockedError",
     "DimensionError",
     "DownloadError",
+    "GeocodingError",
     "GridMismatchError",
     "ImageDTypeError",
     "ImageReadError",
@@ -26,6 +29,7 @@ __all__ = [
     "InvalidParameterError",
     "MethodNotAvailableError",
     "MissingCredentialsError",
+    "MissingDependencyError",
     "MissingMetadataError",
     "NetworkError",
     "NotASafeProductError",
@@ -33,6 +37,8 @@ __all__ = [
     "OutputLocationError",
     "PolarisationError",
     "PolarisationMismatchWarning",
+    "PriorError",
+    "ProfileGeometryError",
     "ProtectedOutputError",
     "TrackOffError",
     "UnknownMethodError",
@@ -48,6 +54,18 @@ class TrackOffError(Exception):
 
 class InvalidParameterError(TrackOffError, ValueError):
     """A numeric or string parameter is outside its allowed range."""
+
+
+class PriorError(TrackOffError, ValueError):
+    """A ``prior=`` for :func:`trackoff_xr.offsets` that cannot centre the searches."""
+
+
+class CoregistrationError(TrackOffError, ValueError):
+    """Two scenes whose global offset cannot be measured (too few good matches)."""
+
+
+class GeocodingError(TrackOffError, ValueError):
+    """A scene that cannot be put on the asked map grid (no geolocation, no overlap, bad DEM)."""
 
 
 class UnknownMethodError(TrackOffError, ValueError):
@@ -115,12 +133,24 @@ class ProtectedOutputError(OutputExistsError):
     """
 
 
+class ProfileGeometryError(TrackOffError, ValueError):
+    """The result does not fit the chosen output profile (ITS_LIVE needs a map grid)."""
+
+
+class MissingDependencyError(TrackOffError, ImportError):
+    """A writer needs an optional package that is not installed (the message names it)."""
+
+
 class OutputLocationError(TrackOffError, OSError):
     """The output cannot be written there (read-only, parent is a file, unsupported URL)."""
 
 
 class IncompleteStoreError(TrackOffError, OSError):
     """A Zarr store was not completely written (its write was interrupted)."""
+
+
+class CubeLockedError(TrackOffError, TimeoutError):
+    """Another writer held a data cube's lock for longer than the wait allowed."""
 
 
 # -- remote services --------------------------------------------------------

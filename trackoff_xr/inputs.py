@@ -302,7 +302,7 @@ def _mask_nodata(image: xr.DataArray, nodata: tuple[float, ...]) -> xr.DataArray
     return masked
 
 
-def crs_wkt(image: xr.DataArray) -> str | None:
+def crs_wkt(image: xr.DataArray | xr.Dataset) -> str | None:
     """Return the CRS of ``image`` as WKT, read from its ``spatial_ref`` coordinate."""
     if "spatial_ref" not in image.coords:
         return None

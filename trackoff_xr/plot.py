@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from .exceptions import InvalidParameterError
-from .schema import valid_mask
+from .schema import check_offsets, valid_mask
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -51,12 +51,7 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 
 
 def _check(ds: Any, func: str) -> xr.Dataset:
-    if not isinstance(ds, xr.Dataset) or "dx" not in ds or "dy" not in ds:
-        got = type(ds).__name__
-        raise InvalidParameterError(
-            f"{func}() needs the Dataset returned by trackoff_xr.offsets() (with dx and dy), "
-            f"got {got}; pass the result of offsets() or of a filter"
-        )
+    check_offsets(ds, func)
     names = [n for n in ("dx", "dy", "score", "valid", "v", "vx", "vy", "interp_mask") if n in ds]
     return ds[names].compute()
 

@@ -18,9 +18,13 @@ from .inputs import check_pair, prepare_image
 from .matchers import get_matcher
 from .matchers.base import capabilities
 from .postprocess.velocity import pair_metadata
-from .schema import attrs_for, valid_mask
+from .schema import attrs_for, cf_grid, spatial_ref_variable, valid_mask
+from .search import CoarseSearch, coarse_centres, prior_centres, resolve_coarse
 
-__all__ = ["offsets"]
+__all__ = ["PRIOR_REACH", "offsets"]
+
+#: Largest search centre (pixels, either axis) a prior may give; larger ones are capped.
+PRIOR_REACH = 64
 
 
 def _axis_coordinate(image: xr.DataArray, dim: Any) -> np.ndarray:
@@ -30,12 +34,12 @@ def _axis_coordinate(image: xr.DataArray, dim: Any) -> np.ndarray:
 
 
 def _spatial_ref(image: xr.DataArray) -> xr.DataArray | None:
+    """Return the output's CF ``spatial_ref`` (int32; no grid mapping in radar geometry)."""
     if "spatial_ref" not in image.coords:
         return None
-    ref = image.coords["spatial_ref"].copy()
     # the input's GeoTransform describes its pixels, not the output grid
-    ref.attrs = {k: v for k, v in ref.attrs.items() if k != "GeoTransform"}
-    return ref.reset_coords(drop=True)
+    attrs = {k: v for k, v in image.coords["spatial_ref"].attrs.items() if k != "GeoTransform"}
+    return xr.DataArray(spatial_ref_variable(attrs))
 
 
 def offsets(
@@ -46,6 +50,8 @@ def offsets(
     spacing: int = 32,
     search_radius: int = 16,
     method: str = "cnn",
+    prior: xr.Dataset | None = None,
+    coarse: bool | str | CoarseSearch = "auto",
     **matcher_options: Any,
 ) -> xr.Dataset:
     """Measure how far the content of ``ref`` moved to reach ``sec``.
@@ -69,6 +75,22 @@ def offsets(
     method : {"cnn", "ncc", "classifier"}, default "cnn"
         The matcher: the shared pre-trained network, normalised
         cross-correlation, or the per-tile classifier of Łucka (2025).
+    prior : xarray.Dataset, optional
+        Where to centre each point's search: offsets ``dx``, ``dy`` in pixels
+        (on the image's CRS, any grid), or velocities ``vx``, ``vy`` with
+        ``units`` (m/yr or m/d) in any CRS and grid, e.g. an ITS_LIVE
+        mosaic; velocities are turned into pixels with the pair's dates and
+        pixel size. Sampled lazily at every point
+        (:func:`trackoff_xr.search.prior_centres`). Centres are capped at
+        64 pixels.
+    coarse : {"auto", True, False} or CoarseSearch, default "auto"
+        The coarse-to-fine pass for unknown motion
+        (:func:`trackoff_xr.search.coarse_centres`): both images are
+        block-averaged 4 x 4 and matched by NCC with 128-pixel templates up
+        to 64 pixels away, and the coherent part of that field centres every
+        fine search. ``"auto"`` runs it unless a ``prior`` is given or the
+        image is smaller than 288 pixels; ``False`` searches around every
+        point itself.
     **matcher_options
         Passed to the matcher, e.g. ``subpixel="parabolic"`` for ``"ncc"``.
 
@@ -79,7 +101,9 @@ def offsets(
         float32; a feature at ``(y, x)`` of ``ref`` is at ``(y + dy, x + dx)``
         of ``sec``), ``score`` in [0, 1] and ``valid``. Coordinates are the
         mean input coordinate over each template. Points whose template plus
-        search window leaves the image or touches NaN are NaN. Lazy when the
+        search window leaves the image or touches NaN are NaN. When the
+        searches were centred (a coarse pass or a prior), ``search_dy`` and
+        ``search_dx`` give each point's centre, and ``dy``, ``dx`` include it. Lazy when the
         inputs are dask-backed: nothing is computed until ``.compute()``.
 
     Raises
@@ -117,7 +141,15 @@ def offsets(
         caps.check_grid(grid)
 
     lazy = ref.chunks is not None or sec.chunks is not None
-    fields = match_blockwise(ref.data, sec.data, grid, matcher)
+    search = resolve_coarse(coarse, prior, ref.shape)
+    centres, reach = None, 0
+    if prior is not None:
+        reach = PRIOR_REACH
+        centres = prior_centres(prior, ref, grid, reach, pair_metadata(ref, sec))
+    elif search is not None:
+        reach = search.reach
+        centres = coarse_centres(ref.data, sec.data, grid, search)
+    fields = match_blockwise(ref.data, sec.data, grid, matcher, centres=centres, reach=reach)
 
     ydim, xdim = ref.dims
     coords: dict[str, Any] = {
@@ -131,7 +163,7 @@ def offsets(
     extra_attrs = caps.output_attrs
     grid_mapping = {"grid_mapping": "spatial_ref"} if spatial_ref is not None else {}
     data_vars = {}
-    for k, name in enumerate(output_fields(matcher)):
+    for k, name in enumerate(output_fields(matcher, centred=centres is not None)):
         values = fields[..., k]
         if name == "peak_at_edge":  # a flag: 1 where the peak lay on the window border
             values = values == 1
@@ -140,7 +172,24 @@ def offsets(
     ds = xr.Dataset(data_vars, coords=coords)
     ds["valid"] = valid_mask(ds).assign_attrs(attrs_for("valid", **grid_mapping))
     ds.attrs.update(_attributes(grid, matcher, ref, sec))
+    ds.attrs.update(_search_attributes(prior, search))
+    ds = cf_grid(ds)  # CF coordinate attributes, no _FillValue on coordinates
     return ds if lazy else ds.compute()
+
+
+def _search_attributes(prior: Any, search: CoarseSearch | None) -> dict[str, Any]:
+    """How the searches were centred, for the output's attributes."""
+    if prior is not None:
+        return {"search_centre": "prior", "search_reach": PRIOR_REACH}
+    if search is None:
+        return {"search_centre": "none"}
+    return {
+        "search_centre": "coarse",
+        "search_reach": search.reach,
+        "coarse_factor": search.factor,
+        "coarse_patch_size": search.patch_size * search.factor,
+        "coarse_spacing": search.spacing * search.factor,
+    }
 
 
 def _attributes(
@@ -159,4 +208,17 @@ def _attributes(
     }
     attrs.update({f"{matcher.name}_{k}": v for k, v in matcher.describe().items()})
     attrs.update(pair_metadata(ref, sec))
+    attrs.update(
+        Conventions="CF-1.8, ACDD-1.3",
+        history=f"offsets measured by trackoff_xr {__version__} ({matcher.name})",
+        summary=(
+            "Surface offsets between two images measured by template matching "
+            f"({matcher.name}) with trackoff_xr"
+        ),
+        keywords="glacier velocity, offset tracking, feature tracking, Sentinel-1",
+        source=f"trackoff_xr {__version__}",
+        processing_level="L2",
+        product_version=__version__,
+        standard_name_vocabulary="CF Standard Name Table v93",
+    )
     return attrs

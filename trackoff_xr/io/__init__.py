@@ -4,7 +4,8 @@
 * :mod:`.safe` -- :func:`open_safe`, Sentinel-1 GRD ``.SAFE`` products;
 * :mod:`.asf` -- searching and downloading Sentinel-1 scenes from ASF;
 * :mod:`.safety` -- :func:`check_output`, :func:`remove_partials`: the rule below;
-* :mod:`.zarr`, :mod:`.geotiff`, :mod:`.csv`, :mod:`.files` -- the writers.
+* :mod:`.zarr`, :mod:`.netcdf`, :mod:`.geotiff`, :mod:`.csv`, :mod:`.files` -- the writers;
+* :mod:`.its_live` -- the ITS_LIVE output profile (``profile="its_live"``).
 
 Writers
 -------
@@ -20,6 +21,9 @@ Writing offsets and velocities: Zarr (ITS_LIVE-style), GeoTIFF/COG and TrackOff 
   ITS_LIVE data cubes do.
 * :func:`open_zarr` opens a store written here and refuses one whose write
   did not finish.
+* :func:`to_netcdf` writes one pair to a CF-1.8 netCDF-4 file (checked with
+  cfchecks and compliance-checker); ``profile="its_live"`` on it and on
+  :func:`to_zarr` writes the layout of ITS_LIVE granules.
 * :func:`to_geotiff` writes one Cloud Optimized GeoTIFF per variable, and
   :func:`to_csv` the point table of the original TrackOff scripts.
 
@@ -32,7 +36,8 @@ Whatever the mode, a writer never replaces
 
 * a plain folder or a file trackoff_xr did not write. Ours are: a Zarr store
   whose root attributes hold ``trackoff_write_complete`` (complete or
-  interrupted), a CSV whose header is exactly :data:`CSV_COLUMNS`, a GeoTIFF
+  interrupted), a netCDF file whose global attributes hold
+  ``trackoff_netcdf_writer``, a CSV whose header is exactly :data:`CSV_COLUMNS`, a GeoTIFF
   carrying the ``TRACKOFF_XR_WRITER`` tag, a PNG figure whose ``Software``
   text names trackoff_xr (:func:`save_figure`), a search table whose header
   is one of :data:`TABLE_COLUMNS` (:func:`write_table`), CNN weights whose
@@ -65,6 +70,7 @@ from .asf import (
 from .csv import to_csv
 from .files import save_figure, save_weights, write_table, write_weights_meta
 from .geotiff import to_geotiff
+from .netcdf import to_netcdf
 from .raster import open_image
 from .safe import check_s1_pair, open_safe, safe_metadata
 from .safety import (
@@ -106,6 +112,7 @@ __all__ = [
     "search_scenes",
     "to_csv",
     "to_geotiff",
+    "to_netcdf",
     "to_zarr",
     "weights_json",
     "write_table",

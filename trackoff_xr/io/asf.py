@@ -445,8 +445,10 @@ def _targets(items: Any) -> list[tuple[str, str, Any, Any]]:
                 url = record[f"{p}url"]
                 name = record.get(f"{p}file_name") or url.rsplit("/", 1)[-1]
                 out.append((url, name, record.get(f"{p}bytes"), record.get(f"{p}md5sum")))
-        seen: set[str] = set()
-        return [t for t in out if not (t[0] in seen or seen.add(t[0]))]
+        unique: dict[str, tuple[str, str, Any, Any]] = {}
+        for item in out:  # the first entry of each URL, in order
+            unique.setdefault(item[0], item)
+        return list(unique.values())
     return [(u, u.rsplit("/", 1)[-1].split("?")[0], None, None) for u in items]
 
 

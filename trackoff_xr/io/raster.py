@@ -190,8 +190,9 @@ def open_image(
     image = _to_gray(raw)
     georeferenced = raw.rio.crs is not None or not raw.rio.transform().is_identity
     if not georeferenced:
-        # pixels are read lazily, later, by dask: the warning would fire then
-        warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+        reopened = _pixel_grid(gdal_path, chunks, open_kwargs)
+        if reopened is not None:
+            image = _to_gray(reopened)
         image = image.assign_coords(
             y=np.arange(image.sizes["y"], dtype=np.float64),
             x=np.arange(image.sizes["x"], dtype=np.float64),
@@ -202,6 +203,37 @@ def open_image(
     if date is not None:
         image.attrs["acquisition_start"] = _iso(date)
     return image
+
+
+def _pixel_grid(gdal_path: str, chunks: Any, open_kwargs: dict[str, Any]) -> xr.DataArray | None:
+    """Reopen a raster without georeferencing through a VRT that states the identity transform.
+
+    rasterio warns (``NotGeoreferencedWarning``) every time such a file is
+    opened, and dask opens it again in each thread that reads pixels, later,
+    at compute time: a filter around this function could not reach those
+    reads, and a process-wide one would change the caller's warning
+    settings. GDAL's ``vrt://`` connection (``a_gt=``) gives the file the
+    identity GeoTransform -- what rasterio assumes anyway -- so nothing is
+    raised; blocks, nodata and pixel values are the file's own. A path
+    holding ``?`` (a signed URL, say) cannot go into a ``vrt://`` string and
+    is returned as ``None``: rasterio then warns where it reads.
+    """
+    import rioxarray
+    from rasterio.errors import RasterioIOError
+
+    if "?" in gdal_path:
+        return None
+    try:
+        raw = rioxarray.open_rasterio(
+            f"vrt://{gdal_path}?a_gt=0,1,0,0,0,1",
+            chunks=chunks,
+            masked=True,
+            lock=False,
+            **open_kwargs,
+        )
+    except (RasterioIOError, OSError, ValueError):  # a GDAL without vrt://: the plain read
+        return None
+    return raw if isinstance(raw, xr.DataArray) else None
 
 
 def _path_string(path: Any) -> str:

@@ -172,7 +172,7 @@ def _manifest_metadata(manifest: ET.Element) -> dict[str, Any]:
         return None
 
     polarisations = [
-        n.text.strip() for n in manifest.iterfind(".//{*}transmitterReceiverPolarisation")
+        n.text.strip() for n in manifest.iterfind(".//{*}transmitterReceiverPolarisation") if n.text
     ]
     meta: dict[str, Any] = {
         "relative_orbit": first("relativeOrbitNumber", type="start"),
@@ -204,6 +204,9 @@ def _annotation_metadata(ann: ET.Element) -> dict[str, Any]:
         "range_pixel_spacing": _text(ann, info + "rangePixelSpacing"),
         "azimuth_pixel_spacing": _text(ann, info + "azimuthPixelSpacing"),
         "azimuth_time_interval": _text(ann, info + "azimuthTimeInterval"),
+        "ascending_node_time": _text(ann, info + "ascendingNodeTime"),
+        "slant_range_time": _text(ann, info + "slantRangeTime"),
+        "incidence_angle_mid_swath": _text(ann, info + "incidenceAngleMidSwath"),
         "number_of_lines": _text(ann, info + "numberOfLines"),
         "number_of_samples": _text(ann, info + "numberOfSamples"),
         "projection": _text(ann, "generalAnnotation/productInformation/projection"),
@@ -216,6 +219,8 @@ def _annotation_metadata(ann: ET.Element) -> dict[str, Any]:
         "range_pixel_spacing",
         "azimuth_pixel_spacing",
         "azimuth_time_interval",
+        "slant_range_time",
+        "incidence_angle_mid_swath",
         "platform_heading",
         "radar_frequency",
     ):
@@ -226,7 +231,21 @@ def _annotation_metadata(ann: ET.Element) -> dict[str, Any]:
             meta[key] = int(meta[key])
     if meta["pass_direction"]:
         meta["pass_direction"] = meta["pass_direction"].upper()
+    near = _near_range_incidence(ann)
+    if near is not None:
+        meta["incidence_angle_near_range"] = near
     return {k: v for k, v in meta.items() if v is not None}
+
+
+def _near_range_incidence(ann: ET.Element) -> float | None:
+    """Mean incidence angle (degrees) of the geolocation grid's first pixel column."""
+    angles = [
+        float(_text(node, "incidenceAngle") or "nan")
+        for node in ann.iter("geolocationGridPoint")
+        if (_text(node, "pixel") or "").strip() == "0"
+    ]
+    angles = [a for a in angles if np.isfinite(a)]
+    return float(np.mean(angles)) if angles else None
 
 
 def _gcps(ann: ET.Element) -> list[Any]:
@@ -359,7 +378,11 @@ def open_safe(
         ``pass_direction``, ``range_pixel_spacing`` and
         ``azimuth_pixel_spacing`` (metres), ``first_line_time``,
         ``last_line_time`` (= ``acquisition_start``/``acquisition_stop``, UTC,
-        ISO 8601), ``geometry="radar"``, ``calibration``, ... The geolocation
+        ISO 8601), ``azimuth_time_interval`` (s), ``ascending_node_time``,
+        ``slant_range_time`` (near range, s), ``incidence_angle_near_range``
+        and ``incidence_angle_mid_swath`` (degrees; what
+        :func:`trackoff_xr.coregister.coregister` reads), ``geometry="radar"``,
+        ``calibration``, ... The geolocation
         grid is kept as ground control points in ``spatial_ref``
         (``image.rio.get_gcps()``, EPSG:4326).
 
@@ -417,7 +440,7 @@ def open_safe(
             f"could not read the measurement {gdal_path!r} ({exc}); the product may be "
             "incomplete: download it again"
         ) from exc
-    if isinstance(raw, list) or raw.sizes.get("band", 1) != 1:
+    if not isinstance(raw, xr.DataArray) or raw.sizes.get("band", 1) != 1:
         raise ImageReadError(f"{gdal_path!r} is not a single-band image; is it a GRD product?")
     dn = raw.isel(band=0, drop=True).drop_vars("spatial_ref", errors="ignore")
     image = dn.astype(np.float32)

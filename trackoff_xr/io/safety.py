@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
@@ -35,6 +35,7 @@ __all__ = [
     "CSV_COLUMNS",
     "SOFTWARE",
     "TABLE_COLUMNS",
+    "NETCDF_ATTR",
     "TIFF_TAG",
     "check_output",
     "remove_partials",
@@ -49,6 +50,10 @@ CSV_COLUMNS = ("no", "x", "y", "dX", "dY", "dX_m", "dY_m", "dmax", "dmax_m", "ve
 
 
 TIFF_TAG = "TRACKOFF_XR_WRITER"
+
+
+#: the global attribute that marks a netCDF file written by ``to_netcdf`` (its version)
+NETCDF_ATTR = "trackoff_netcdf_writer"
 
 
 #: marks the PNGs (``Software`` text chunk) and weights JSONs (``software`` key) written here
@@ -78,7 +83,7 @@ _HEADERS = {
 }
 
 
-_KINDS = ("zarr", "csv", "geotiff", "figure", "table", "weights")
+_KINDS = ("zarr", "csv", "geotiff", "figure", "table", "weights", "netcdf")
 
 
 #: kinds written by libraries that write local files only (GDAL, matplotlib, Keras)
@@ -89,6 +94,8 @@ _LOCAL_ONLY = {
     "files; save it to a local path, then upload it",
     "weights": "cannot save weights to the URL {shown!r}: Keras writes weights to local "
     "files; write them to a local folder, then upload them",
+    "netcdf": "to_netcdf cannot write to the URL {shown!r}: netCDF4 writes local files; "
+    "write to a local folder, then upload it (or use to_zarr, which writes to URLs)",
 }
 
 
@@ -265,6 +272,25 @@ def _png_is_ours(path: Path) -> bool:
     return software == SOFTWARE or software.startswith(f"{SOFTWARE} ")
 
 
+def _netcdf_is_ours(path: Path) -> bool:
+    """Whether ``path`` is a netCDF file whose global attributes hold :data:`NETCDF_ATTR`.
+
+    Not :data:`COMPLETE_ATTR`: ``xr.open_zarr(store).to_netcdf(path)`` copies that one from
+    a store into a file trackoff_xr did not write.
+    """
+    with open(path, "rb") as handle:
+        magic = handle.read(8)
+    if not (magic.startswith(b"CDF") or magic.startswith(b"\x89HDF")):
+        return False  # neither netCDF-3 nor netCDF-4/HDF5: not opened at all
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with xr.open_dataset(path, decode_cf=False, cache=False) as ds:
+                return bool(ds.attrs.get(NETCDF_ATTR))
+    except Exception:  # not a file xarray can read: not ours
+        return False
+
+
 def _json_is_ours(path: Path) -> bool:
     """Whether ``path`` is a weights JSON whose ``software`` key names trackoff_xr."""
     try:
@@ -310,6 +336,10 @@ def _file_is_ours(path: Path, kind: str) -> str | None:
         if _tiff_is_ours(path):
             return None
         return f"{not_ours} (not a trackoff_xr GeoTIFF: no {TIFF_TAG} tag)"
+    if kind == "netcdf":
+        if _netcdf_is_ours(path):
+            return None
+        return f"{not_ours} (not a netCDF file with a global {NETCDF_ATTR} attribute)"
     if kind == "figure":
         if _png_is_ours(path):
             return None
@@ -452,7 +482,9 @@ def _check(
         _check_location(t)
         if kind == "weights":
             meta = _Target(
-                str(weights_json(t.shown)), weights_json(t.path), str(weights_json(t.absolute))
+                str(weights_json(t.shown)),
+                weights_json(cast(Path, t.path)),  # weights are local only (checked above)
+                str(weights_json(t.absolute)),
             )
             _check_protect(meta, protected, container=False)
             _check_existing(t, kind, mode)
@@ -499,12 +531,14 @@ def check_output(
     ----------
     target : str or path-like
         The store (``kind="zarr"``), file (``"csv"``, ``"table"``,
-        ``"figure"``), folder (``"geotiff"``) or ``<name>.weights.h5`` file
+        ``"figure"``, ``"netcdf"``), folder (``"geotiff"``) or ``<name>.weights.h5`` file
         (``"weights"``, checked together with its ``<name>.json``) to be
         written: a local path, or an fsspec URL for ``"zarr"``, ``"csv"`` and
         ``"table"``.
-    kind : {"zarr", "csv", "geotiff", "figure", "table", "weights"}
-        The writer: :func:`to_zarr`/:func:`append_pair`, :func:`to_csv`,
+    kind : {"zarr", "csv", "geotiff", "figure", "table", "weights", "netcdf"}
+        The writer: :func:`to_zarr`/:func:`append_pair`, :func:`to_netcdf`
+        (ours: a netCDF file whose global attributes hold
+        ``trackoff_netcdf_writer``), :func:`to_csv`,
         :func:`to_geotiff`, :func:`save_figure` (ours: a PNG whose
         ``Software`` text starts with ``trackoff_xr``), :func:`write_table`
         (ours: a CSV whose header is one of :data:`TABLE_COLUMNS`),

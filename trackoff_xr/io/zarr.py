@@ -18,6 +18,7 @@ from ..exceptions import (
 )
 from .safety import (
     COMPLETE_ATTR,
+    NETCDF_ATTR,
     _check,
     _check_existing,
     _check_protect,
@@ -32,7 +33,7 @@ from .safety import (
     remove_partials,
 )
 
-__all__ = ["append_pair", "open_zarr", "prepare_dataset", "to_zarr"]
+__all__ = ["TYPED_ATTRS", "append_pair", "open_zarr", "prepare_dataset", "retype_attrs", "to_zarr"]
 
 
 _DEFAULT_CHUNK = 512
@@ -92,37 +93,118 @@ def _stamp() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def prepare_dataset(ds: xr.Dataset) -> xr.Dataset:
-    """Return ``ds`` with CF-1.8 / ITS_LIVE metadata, ready to be written.
+#: attributes CF wants typed like their variable; Zarr (JSON) gives them back as lists
+TYPED_ATTRS = (
+    "flag_values",
+    "flag_masks",
+    "valid_range",
+    "valid_min",
+    "valid_max",
+    "actual_range",
+    "missing_value",
+)
 
-    Adds ``Conventions``, ``software``/``software_version``, ``history`` and
-    ``grid_mapping`` where a ``spatial_ref`` exists; makes every attribute
-    JSON- and netCDF-serialisable (booleans become 0/1, ``None`` is dropped);
-    stores ``valid`` as ``uint8`` flags; clears encodings inherited from the
-    source files; rechunks to regular chunks. Lazy.
+
+#: the flag variables of a result: int8 on disk (CF-1.8 has no unsigned or bool types)
+FLAG_VARIABLES = ("valid", "peak_at_edge", "interp_mask")
+
+
+def _coverage_content_type(name: str, attrs: dict[str, Any]) -> str:
+    """ACDD ``coverage_content_type`` of a result variable."""
+    if name == "score" or name.endswith("_error") or "flag_meanings" in attrs:
+        return "qualityInformation"
+    if name.startswith("search_"):
+        return "auxiliaryInformation"
+    return "physicalMeasurement"
+
+
+def _acdd_globals(ds: xr.Dataset) -> dict[str, Any]:
+    """ACDD-1.3 global attributes trackoff_xr can know: time span and (map grids) extent."""
+    attrs: dict[str, Any] = {}
+    t1, t2 = ds.attrs.get("acquisition_date_img1"), ds.attrs.get("acquisition_date_img2")
+    if t1 and t2:
+        try:
+            attrs["time_coverage_start"] = f"{np.datetime64(t1, 's')}Z"
+            attrs["time_coverage_end"] = f"{np.datetime64(t2, 's')}Z"
+        except (TypeError, ValueError):
+            attrs = {}
+    if ds.attrs.get("date_dt") is not None:
+        attrs["time_coverage_duration"] = f"P{float(ds.attrs['date_dt']):g}D"
+    gm = dict(ds["spatial_ref"].attrs) if "spatial_ref" in ds.variables else {}
+    wkt = gm.get("crs_wkt") or gm.get("spatial_ref")
+    if "grid_mapping_name" not in gm or not wkt or ds.sizes.get("x", 0) < 1:
+        return attrs
+    from pyproj import CRS, Transformer
+
+    try:
+        to_lonlat = Transformer.from_crs(CRS.from_wkt(str(wkt)), 4326, always_xy=True)
+    except Exception:  # noqa: BLE001 - an unusual CRS: leave the extent out
+        return attrs
+    x, y = np.asarray(ds["x"].values, float), np.asarray(ds["y"].values, float)
+    xx = np.concatenate([x, np.full(y.size, x[-1]), x[::-1], np.full(y.size, x[0])])
+    yy = np.concatenate([np.full(x.size, y[0]), y, np.full(x.size, y[-1]), y[::-1]])
+    lon, lat = to_lonlat.transform(xx, yy)
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        return attrs
+    step = max(1, lon.size // 64)
+    ring = [f"{la:.5f} {lo:.5f}" for lo, la in zip(lon[::step], lat[::step], strict=True)]
+    attrs.update(
+        geospatial_lat_min=float(lat.min()),
+        geospatial_lat_max=float(lat.max()),
+        geospatial_lon_min=float(lon.min()),
+        geospatial_lon_max=float(lon.max()),
+        geospatial_lat_units="degrees_north",
+        geospatial_lon_units="degrees_east",
+        geospatial_bounds=f"POLYGON (({', '.join([*ring, ring[0]])}))",
+        geospatial_bounds_crs="EPSG:4326",
+    )
+    return attrs
+
+
+def prepare_dataset(ds: xr.Dataset) -> xr.Dataset:
+    """Return ``ds`` with CF-1.8 / ACDD-1.3 metadata, ready to be written.
+
+    Adds ``Conventions``, ``software``/``software_version``, ``history``,
+    ``date_created``, the ACDD time span and (map grids) extent, each
+    variable's ``coverage_content_type``, and the CF grid metadata of
+    :func:`trackoff_xr.schema.cf_grid` (``grid_mapping`` on map grids only,
+    an ``int32`` ``spatial_ref``, coordinate attributes); makes every
+    attribute JSON- and netCDF-serialisable (booleans become 0/1, ``None`` is
+    dropped); stores the flags (``valid``, ``peak_at_edge``,
+    ``interp_mask``) as ``int8``; clears encodings inherited from the source
+    files; rechunks to regular chunks. Lazy.
 
     Examples
     --------
     >>> ds = xr.Dataset({"dx": (("y", "x"), np.zeros((2, 3), np.float32))})
     >>> prepare_dataset(ds).attrs["Conventions"]
-    'CF-1.8'
+    'CF-1.8, ACDD-1.3'
     """
     from .._version import __version__
+    from ..schema import cf_grid
 
     out = ds.copy()
     for var in out.variables.values():
         var.encoding = {}
-    if "valid" in out and out["valid"].dtype == bool:
-        out["valid"] = out["valid"].astype(np.uint8).assign_attrs(out["valid"].attrs)
-    if "spatial_ref" in out.coords:
-        for name in out.data_vars:
-            if {"y", "x"} <= set(out[name].dims):
-                out[name].attrs["grid_mapping"] = "spatial_ref"
-    for name in out.variables:
-        out[name].attrs = _plain_attrs(out[name].attrs)
-    attrs = {k: v for k, v in _plain_attrs(out.attrs).items() if k != COMPLETE_ATTR}
+    for name in FLAG_VARIABLES:
+        if name in out and (out[name].dtype == bool or out[name].dtype.kind == "u"):
+            out[name] = out[name].astype(np.int8).assign_attrs(out[name].attrs)
+        if name in out and "flag_values" in out[name].attrs:
+            out[name].attrs["flag_values"] = np.asarray(out[name].attrs["flag_values"], np.int8)
+    out = cf_grid(out)
+    for key, data in out.data_vars.items():
+        if data.ndim:
+            data.attrs.setdefault(
+                "coverage_content_type", _coverage_content_type(str(key), data.attrs)
+            )
+    for key in out.variables:
+        out[key].attrs = _plain_attrs(out[key].attrs)
+    marks = (COMPLETE_ATTR, NETCDF_ATTR)  # set by the writers themselves, never inherited
+    attrs = {k: v for k, v in _plain_attrs(out.attrs).items() if k not in marks}
     attrs.setdefault("title", "ice surface offsets and velocity measured by trackoff_xr")
-    attrs["Conventions"] = "CF-1.8"
+    attrs["Conventions"] = "CF-1.8, ACDD-1.3"
+    for key, value in _acdd_globals(out).items():
+        attrs.setdefault(key, value)
     attrs.setdefault("software", "trackoff_xr")
     attrs.setdefault("software_version", __version__)
     stamp = _stamp()
@@ -189,7 +271,10 @@ def _write(
     import dask
 
     prepared = prepared.assign_attrs({COMPLETE_ATTR: 0})
-    kwargs: dict[str, Any] = {"zarr_format": 2, "consolidated": True, "encoding": encoding or {}}
+    encoding = {k: dict(v) for k, v in (encoding or {}).items()}
+    for name in prepared.coords:  # CF 2.5.1: no fill value on coordinates
+        encoding.setdefault(str(name), {}).setdefault("_FillValue", None)
+    kwargs: dict[str, Any] = {"zarr_format": 2, "consolidated": True, "encoding": encoding}
     if t.path is None:
         kwargs["mode"] = mode
         writes = prepared.to_zarr(t.shown, compute=False, **kwargs)
@@ -214,7 +299,13 @@ def _write(
 
 
 def to_zarr(
-    ds: xr.Dataset, store: Any, *, compute: bool = True, mode: str = "w-", protect: Any = ()
+    ds: xr.Dataset,
+    store: Any,
+    *,
+    compute: bool = True,
+    mode: str = "w-",
+    protect: Any = (),
+    profile: str | None = None,
 ) -> Any:
     """Write an offsets/velocity Dataset to a Zarr store, CF-1.8 and ITS_LIVE-style.
 
@@ -240,6 +331,11 @@ def to_zarr(
         The run's inputs: the store must not be one, nor hold one. The
         ``reference_image``/``secondary_image`` attributes of ``ds`` are
         protected too.
+    profile : {None, "its_live"}, default None
+        ``None`` writes the CF-1.8 result as it is. ``"its_live"`` writes the
+        layout of ITS_LIVE granules (:mod:`trackoff_xr.io.its_live`):
+        ``mapping``, ``img_pair_info``, int16 velocities with
+        ``_FillValue=-32767`` at 365 days a year, ``vr``/``va``; map grids only.
 
     Returns
     -------
@@ -250,6 +346,8 @@ def to_zarr(
     ------
     OutputExistsError, ProtectedOutputError, OutputLocationError
         As :func:`check_output`, which runs before anything is computed.
+    ProfileGeometryError
+        ``profile="its_live"`` with a result that is not on a map grid.
 
     Examples
     --------
@@ -265,8 +363,16 @@ def to_zarr(
     >>> float(open_zarr(path).vx.sum())
     6.0
     """
+    from .its_live import check_profile, its_live_dataset
+
+    check_profile(profile)
     protected = _protected(protect, ds)
     t = _check(store, kind="zarr", mode=mode, protected=protected)
+    if profile == "its_live":
+        prepared, encoding = its_live_dataset(ds, engine="zarr")
+        return _write(
+            prepared, t, mode=mode, compute=compute, protected=protected, encoding=encoding
+        )
     return _write(prepare_dataset(ds), t, mode=mode, compute=compute, protected=protected)
 
 
@@ -302,7 +408,36 @@ def open_zarr(store: Any, **kwargs: Any) -> xr.Dataset:
             f"{os.fspath(store)!r} was not completely written (no {COMPLETE_ATTR}=1 "
             "attribute); its write was interrupted: write it again with mode='w'"
         )
-    return ds
+    return retype_attrs(ds)
+
+
+def retype_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """Give the :data:`TYPED_ATTRS` back the type of their variable (a shallow copy).
+
+    Zarr stores attributes as JSON, so ``flag_values`` come back as a list of
+    Python ints; CF wants them typed like the variable as stored
+    (``int8`` for the flags, ``bool`` in memory included).
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"valid": ("x", np.array([True, False]), {"flag_values": [0, 1]})})
+    >>> retype_attrs(ds).valid.attrs["flag_values"].dtype
+    dtype('int8')
+    """
+    out = ds.copy()
+    for var in out.variables.values():
+        dtype = np.dtype(var.encoding.get("dtype", var.dtype))
+        if dtype.kind == "b":
+            dtype = np.dtype(np.int8)
+        if dtype.kind not in "iuf":
+            continue
+        for key in TYPED_ATTRS:
+            value = var.attrs.get(key)
+            if isinstance(value, (list, tuple, int, float, np.ndarray, np.generic)) and not (
+                isinstance(value, (bool, np.bool_))
+            ):
+                var.attrs[key] = np.asarray(value, dtype=dtype)
+    return out
 
 
 def _cube_slice(ds: xr.Dataset, mid_date: Any) -> xr.Dataset:

@@ -19,21 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from .ncc_tiled import FLAT_RTOL, shares_tiles, tiled_surfaces
+from .ncc_tiled import flat_range, shares_tiles, tiled_surfaces
 from .threads import opencv_threads
 from .windows import WindowLattice
 
 __all__ = ["ncc_surfaces"]
-
-
-def _flat(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Flag ranges not measurably above zero relative to the values' own magnitude.
-
-    No absolute threshold: a patch is judged the same at any scale of the
-    image, and an all-zero patch is flat. NaN or inf ranges are flagged too.
-    """
-    spread = high - low
-    return ~(spread > FLAT_RTOL * np.maximum(abs(high), abs(low))) | ~np.isfinite(spread)
 
 
 def _unusable(patches: np.ndarray | WindowLattice) -> np.ndarray:
@@ -45,10 +35,12 @@ def _unusable(patches: np.ndarray | WindowLattice) -> np.ndarray:
     else:
         patches = np.asarray(patches)
         high, low = patches.max(axis=(1, 2)), patches.min(axis=(1, 2))
-    return _flat(low, high)
+    return flat_range(low, high)
 
 
-def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
+def ncc_surfaces(
+    templates: np.ndarray | WindowLattice, windows: np.ndarray | WindowLattice
+) -> np.ndarray:
     """ZNCC of each template against every offset inside its search window.
 
     Parameters
@@ -86,7 +78,11 @@ def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
     n, patch = len(templates), templates.shape[1]
     size = windows.shape[1] - patch + 1
     out = np.zeros((n, size, size), dtype=np.float32)
-    if shares_tiles(templates, windows):
+    if (
+        isinstance(templates, WindowLattice)
+        and isinstance(windows, WindowLattice)
+        and shares_tiles(templates, windows)
+    ):
         # flat templates and windows are found from the tiled sums themselves
         bad = ~(templates.finite() & windows.finite())
         todo = np.flatnonzero(~bad)

@@ -45,9 +45,31 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..kernels.match import MatchResult
+__all__ = ["MatchOutput", "Matcher", "MatcherBase", "MatcherCapabilities", "capabilities"]
 
-__all__ = ["Matcher", "MatcherBase", "MatcherCapabilities", "capabilities"]
+
+class MatchOutput(Protocol):
+    """What a matcher returns: ``dy``, ``dx`` and ``score``, each of shape ``(n,)``.
+
+    :class:`~trackoff_xr.kernels.match.MatchResult`, or any named tuple that
+    starts with the same three fields and adds the matcher's
+    ``extra_outputs`` (the classifier's probability statistics, the errors).
+    """
+
+    @property
+    def dy(self) -> np.ndarray:
+        """Offsets along rows, pixels, shape ``(n,)``."""
+        ...
+
+    @property
+    def dx(self) -> np.ndarray:
+        """Offsets along columns, pixels, shape ``(n,)``."""
+        ...
+
+    @property
+    def score(self) -> np.ndarray:
+        """Match quality in [0, 1], shape ``(n,)``."""
+        ...
 
 
 @runtime_checkable
@@ -59,7 +81,7 @@ class Matcher(Protocol):
         """Short name of the method (names the dask tasks and the recorded attributes)."""
         ...
 
-    def __call__(self, templates: np.ndarray, windows: np.ndarray) -> MatchResult:
+    def __call__(self, templates: np.ndarray, windows: np.ndarray) -> MatchOutput:
         """Match each template in its window."""
         ...
 
@@ -164,8 +186,12 @@ class MatcherBase:
     name: str = "match"
     #: feature extractor of a block, or None (see :class:`MatcherCapabilities`)
     transform: Callable[[np.ndarray], np.ndarray] | None = None
-    #: pixels the transform needs beyond every window
-    context: int = 0
+
+    @property
+    def context(self) -> int:
+        """Pixels the transform needs beyond every window (read-only; 0 by default)."""
+        return 0
+
     #: channels the transform makes, if known
     channels: int | None = None
     #: takes WindowLattice batches instead of copied arrays

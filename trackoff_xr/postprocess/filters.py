@@ -24,13 +24,13 @@ result is the same whatever the chunks of the grid.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
 
 from ..exceptions import InvalidParameterError
-from ..schema import attrs_for, measured_variables, reject, valid_mask
+from ..schema import attrs_for, check_offsets, measured_variables, reject, valid_mask
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
@@ -254,14 +254,7 @@ def _is_dask(a: Any) -> bool:
 
 
 def _check_dataset(ds: Any, func: str) -> None:
-    if not isinstance(ds, xr.Dataset) or "dx" not in ds or "dy" not in ds:
-        got = type(ds).__name__
-        if isinstance(ds, xr.Dataset):
-            got = f"a Dataset with variables {sorted(map(str, ds.data_vars))}"
-        raise InvalidParameterError(
-            f"{func}() needs the Dataset returned by trackoff_xr.offsets() (with dx and dy), "
-            f"got {got}; pass the result of offsets()"
-        )
+    check_offsets(ds, func)
 
 
 def _apply(ds: xr.Dataset, keep: xr.DataArray, description: str) -> xr.Dataset:
@@ -511,7 +504,7 @@ def fill_gaps(ds: xr.Dataset, max_gap: int = 1) -> xr.Dataset:
     names = measured_variables(ds)
     fields = [ds[n].where(valid).transpose(*dims).astype(np.float32) for n in names]
     if "score" in ds:
-        measured = np.isfinite(ds["score"]).transpose(*dims)
+        measured = cast(xr.DataArray, np.isfinite(ds["score"])).transpose(*dims)
     else:
         measured = xr.ones_like(ds["dx"], dtype=bool)
     gap = int(max_gap)

@@ -46,11 +46,10 @@ import numpy as np
 import xarray as xr
 
 from ..exceptions import (
-    DimensionError,
     InvalidParameterError,
     MissingMetadataError,  # noqa: F401  (re-exported)
 )
-from ..schema import attrs_for
+from ..schema import attrs_for, check_offsets
 
 __all__ = [
     "DAYS_PER_YEAR",
@@ -356,7 +355,11 @@ def velocity(
         A copy of ``ds`` (lazy stays lazy) with ``dx_m``, ``dy_m`` (offsets
         along columns and rows in metres: ``dy_m > 0`` is down the rows),
         ``vx``, ``vy`` (map and image geometry; ``v_range``, ``v_azimuth`` in
-        radar geometry) and ``v``, in ``meter/year`` with CF standard names,
+        radar geometry) and ``v``, in ``meter/year`` with CF standard names;
+        where ``ds`` has the per-point 1-sigma offset errors ``dx_error``,
+        ``dy_error`` (pixels), also ``vx_error``, ``vy_error`` (or
+        ``v_range_error``, ``v_azimuth_error``) and ``v_error`` in
+        ``meter/year`` (:func:`~trackoff_xr.postprocess.errors.speed_error`);
         and the attributes ``date_dt``, ``geometry``, the pixel sizes and,
         when known, ``acquisition_date_img1/2`` and ``date_center``.
 
@@ -379,16 +382,7 @@ def velocity(
     >>> out.vx.attrs["units"], out.vx.attrs["standard_name"]
     ('meter/year', 'land_ice_surface_x_velocity')
     """
-    if not isinstance(ds, xr.Dataset) or "dx" not in ds or "dy" not in ds:
-        got = (
-            type(ds).__name__
-            if not isinstance(ds, xr.Dataset)
-            else f"variables {list(ds.data_vars)}"
-        )
-        raise DimensionError(
-            f"velocity() needs the Dataset returned by trackoff_xr.offsets() with dx and dy; "
-            f"got {got}"
-        )
+    check_offsets(ds, "velocity")
     meta = dict(ds.attrs)
     if (ref is None) != (sec is None):
         raise InvalidParameterError("pass both ref= and sec=, or neither")
@@ -401,7 +395,10 @@ def velocity(
     years = dt / DAYS_PER_YEAR
 
     out = ds.copy()
-    grid = {"grid_mapping": "spatial_ref"} if "spatial_ref" in ds.coords else {}
+    # a grid mapping only on map grids: radar GCPs do not map the pixel axes (CF 5.6)
+    grid = (
+        {"grid_mapping": "spatial_ref"} if "grid_mapping_name" in (_grid_mapping(ds) or {}) else {}
+    )
     if geometry == "radar":  # neither axis is east or north: honest names
         first, second = "v_range", "v_azimuth"
         scale_x, scale_y = abs(size_x), abs(size_y)
@@ -415,6 +412,14 @@ def velocity(
         second: ds.dy * (scale_y / years),
     }
     derived["v"] = np.hypot(derived[first], derived[second])
+    if "dx_error" in ds and "dy_error" in ds:  # 1-sigma, carried as the components are
+        from .errors import speed_error
+
+        derived[f"{first}_error"] = ds.dx_error * abs(scale_x / years)
+        derived[f"{second}_error"] = ds.dy_error * abs(scale_y / years)
+        derived["v_error"] = speed_error(
+            derived[first], derived[second], derived[f"{first}_error"], derived[f"{second}_error"]
+        )
     for name, values in derived.items():
         values.attrs = attrs_for(name, **grid)  # nothing inherited from dx or dy
         out[name] = values

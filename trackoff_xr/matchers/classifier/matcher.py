@@ -13,7 +13,7 @@ the paper's filter (:func:`.filter.filter_probability`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -110,7 +110,7 @@ class ClassifierMatcher(MatcherBase):
     #: extra per-point outputs (float32 variables of the result)
     extra_outputs: tuple[str, ...] = ("prob_mean", "prob_std")
     #: attributes of the extra output variables
-    output_attrs: ClassVar[dict[str, dict[str, str]]] = {
+    output_attrs = {  # a class attribute, not a dataclass field: no annotation
         "prob_mean": {"long_name": "mean of the tile's class-probability map", "units": "1"},
         "prob_std": {
             "long_name": "standard deviation of the tile's class-probability map",

@@ -33,7 +33,6 @@ import numpy as np
 from ...tf_runtime import tensorflow
 
 __all__ = [
-    "CONTEXT",
     "DEFAULT_WEIGHTS",
     "LCN_SIGMA",
     "build_network",
@@ -58,8 +57,6 @@ def network_radius(layers: tuple[tuple[int, int], ...] = LAYERS, blur: float = O
 
 
 NETWORK_RADIUS = network_radius()
-#: pixels of context a block needs beyond every window
-CONTEXT = LCN_RADIUS + NETWORK_RADIUS
 
 _lock = threading.Lock()
 
@@ -245,7 +242,7 @@ def run_network(weights: str, normalised: np.ndarray) -> np.ndarray:
     get_network(weights)
     function, taps, radius = _COMPILED[weights]
     rows = normalised.shape[0]
-    features = np.empty(normalised.shape, dtype=np.float32)
+    features: np.ndarray = np.empty(normalised.shape, dtype=np.float32)
     for top in range(0, rows, STRIP_ROWS):
         bottom = min(top + STRIP_ROWS, rows)
         lo, hi = max(top - radius, 0), min(bottom + radius, rows)

@@ -23,7 +23,15 @@ import numpy as np
 
 from ...exceptions import InvalidParameterError
 from ...kernels import WindowLattice
-from ...kernels.match import MatchResult, check_subpixel, correlate_and_refine
+from ...kernels.match import check_subpixel, correlate_and_refine
+from ...kernels.uncertainty import (
+    ERROR_OUTPUT_ATTRS,
+    ERROR_OUTPUTS,
+    MatchResultWithErrors,
+    error_model,
+    match_errors,
+    patch_size_of,
+)
 from ..base import MatcherBase
 from .features import (
     DEFAULT_WEIGHTS,
@@ -142,9 +150,22 @@ class CNNMatcher(MatcherBase):
     #: channels :meth:`transform` makes: the engine computes them once per
     #: chunk (:func:`~trackoff_xr.blockwise.transform_blockwise`)
     channels = 2
+    #: 1-sigma uncertainty of dy and dx per point (pixels), from the feature
+    #: correlation's peak (:mod:`trackoff_xr.kernels.uncertainty`)
+    extra_outputs = ERROR_OUTPUTS
+    output_attrs = ERROR_OUTPUT_ATTRS
 
-    def __call__(self, templates: Any, windows: Any) -> MatchResult:
+    def __call__(self, templates: Any, windows: Any) -> MatchResultWithErrors:
         """Search on the learnt features (channel 0), refine on channel 1."""
+        dy, dx, score, surfaces = self.match_surfaces(templates, windows)
+        model = error_model("cnn", self.subpixel)
+        dy_error, dx_error = match_errors(dy, dx, surfaces, patch_size_of(templates), model)
+        return MatchResultWithErrors(dy, dx, score, dy_error, dx_error)
+
+    def match_surfaces(
+        self, templates: Any, windows: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``dy``, ``dx``, ``score`` and the feature-correlation surfaces of the search."""
 
         def channel(batch: Any, index: int) -> Any:
             if isinstance(batch, WindowLattice):
@@ -161,7 +182,7 @@ class CNNMatcher(MatcherBase):
         coefficients = self._meta.get("calibration") if self.calibrated else None
         score = confidence(peak, second, coefficients)
         score = np.where(np.isfinite(dy), score, 0.0).astype(np.float32)
-        return MatchResult(dy=dy, dx=dx, score=score)
+        return dy, dx, score, surfaces
 
     def describe(self) -> dict[str, Any]:
         """Parameters recorded in the output attributes."""
