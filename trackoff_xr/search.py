@@ -361,13 +361,12 @@ def prior_centres(
         dx = (np.asarray(ex) - px) / size_x
         return round_centres(dy, dx, reach)
 
-    a, b = (da.asarray(s.data) if not isinstance(s.data, np.ndarray) else s.data for s in sampled)
-    a = da.asarray(a).rechunk(-1)
-    b = da.asarray(b).rechunk(-1)
+    # the point grid is small: one block (da.asarray keeps a dask prior lazy)
+    first, second = (da.asarray(s.data).rechunk(-1) for s in sampled)
     return da.map_blocks(
-        lambda u, v: centres(u, v),
-        a,
-        b,
+        centres,
+        first,
+        second,
         new_axis=2,
         chunks=((y.size,), (x.size,), (2,)),
         dtype=np.int32,
