@@ -85,6 +85,92 @@ def cli() -> None:
     """  # noqa: D301 (click's \b needs a real backspace)
 
 
+#: the options ``trackoff run`` and ``trackoff batch`` share, in the order --help lists them
+_TRACKING_OPTIONS = (
+    click.option(
+        "--method",
+        default="cnn",
+        show_default=True,
+        type=click.Choice(["ncc", "cnn", "classifier"]),
+        help="Matcher.",
+    ),
+    click.option(
+        "--patch-size",
+        default=64,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Template edge, pixels.",
+    ),
+    click.option(
+        "--spacing",
+        default=32,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Distance between grid points, pixels.",
+    ),
+    click.option(
+        "--search-radius",
+        default=16,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Largest offset searched along each axis, pixels.",
+    ),
+    click.option(
+        "--chunks",
+        default=2048,
+        show_default=True,
+        type=click.IntRange(min=64),
+        help="Dask chunk edge for reading the images, pixels.",
+    ),
+    click.option(
+        "--scheduler",
+        default="threads",
+        show_default=True,
+        callback=lambda ctx, param, value: _check_scheduler(value),
+        help="threads, processes, distributed (starts a local cluster) or the address of a "
+        "running dask scheduler to join (tcp://host:8786).",
+    ),
+    click.option(
+        "--workers",
+        default=None,
+        type=click.IntRange(min=1),
+        help="Threads, processes or cluster workers (default: one per core).",
+    ),
+    click.option(
+        "--memory-limit",
+        default=None,
+        callback=lambda ctx, param, value: _check_memory_limit(value),
+        help="Memory of each worker of the local cluster (--scheduler distributed), e.g. 2GiB.",
+    ),
+    click.option(
+        "--filter/--no-filter",
+        "apply_filter",
+        default=True,
+        show_default=True,
+        help="Apply the default filter chain (score + median/MAD test).",
+    ),
+    click.option(
+        "--days",
+        default=None,
+        type=click.FloatRange(min=0, min_open=True),
+        help="Days between the images (default: from their acquisition times).",
+    ),
+    click.option(
+        "--pixel-size",
+        default=None,
+        type=click.FloatRange(min=0, min_open=True),
+        help="Pixel size in metres (default: from the CRS or the S1 annotation).",
+    ),
+)
+
+
+def _tracking_options(func: Any) -> Any:
+    """Add the matching, scheduling, filtering and velocity options of run and batch."""
+    for option in reversed(_TRACKING_OPTIONS):
+        func = option(func)
+    return func
+
+
 @cli.command()
 @click.argument("ref", metavar="REF")
 @click.argument("sec", metavar="SEC")
@@ -95,80 +181,7 @@ def cli() -> None:
     type=click.Path(dir_okay=True, file_okay=False),
     help="Zarr store to write. An existing path is refused unless --overwrite is given.",
 )
-@click.option(
-    "--method",
-    default="cnn",
-    show_default=True,
-    type=click.Choice(["ncc", "cnn", "classifier"]),
-    help="Matcher.",
-)
-@click.option(
-    "--patch-size",
-    default=64,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Template edge, pixels.",
-)
-@click.option(
-    "--spacing",
-    default=32,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Distance between grid points, pixels.",
-)
-@click.option(
-    "--search-radius",
-    default=16,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Largest offset searched along each axis, pixels.",
-)
-@click.option(
-    "--chunks",
-    default=2048,
-    show_default=True,
-    type=click.IntRange(min=64),
-    help="Dask chunk edge for reading the images, pixels.",
-)
-@click.option(
-    "--scheduler",
-    default="threads",
-    show_default=True,
-    callback=lambda ctx, param, value: _check_scheduler(value),
-    help="threads, processes, distributed (starts a local cluster) or the address of a "
-    "running dask scheduler to join (tcp://host:8786).",
-)
-@click.option(
-    "--workers",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Threads, processes or cluster workers (default: one per core).",
-)
-@click.option(
-    "--memory-limit",
-    default=None,
-    callback=lambda ctx, param, value: _check_memory_limit(value),
-    help="Memory of each worker of the local cluster (--scheduler distributed), e.g. 2GiB.",
-)
-@click.option(
-    "--filter/--no-filter",
-    "apply_filter",
-    default=True,
-    show_default=True,
-    help="Apply the default filter chain (score + median/MAD test).",
-)
-@click.option(
-    "--days",
-    default=None,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Days between the images (default: from their acquisition times).",
-)
-@click.option(
-    "--pixel-size",
-    default=None,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Pixel size in metres (default: from the CRS or the S1 annotation).",
-)
+@_tracking_options
 @click.option(
     "--csv",
     "csv_path",
@@ -1178,39 +1191,7 @@ def train(out_dir: str, seed: int, steps: int, calibration_scenes: int, overwrit
     type=click.Path(dir_okay=True, file_okay=False),
     help="Zarr cube to create or add to (resumed: pairs already in it are skipped).",
 )
-@click.option(
-    "--method",
-    default="cnn",
-    show_default=True,
-    type=click.Choice(["ncc", "cnn", "classifier"]),
-    help="Matcher.",
-)
-@click.option("--patch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--spacing", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--search-radius", default=16, show_default=True, type=click.IntRange(min=0))
-@click.option("--chunks", default=2048, show_default=True, type=click.IntRange(min=64))
-@click.option(
-    "--scheduler",
-    default="threads",
-    show_default=True,
-    callback=lambda ctx, param, value: _check_scheduler(value),
-    help="threads, processes, distributed (a local cluster) or a scheduler address.",
-)
-@click.option("--workers", default=None, type=click.IntRange(min=1), help="Workers.")
-@click.option(
-    "--memory-limit",
-    default=None,
-    callback=lambda ctx, param, value: _check_memory_limit(value),
-    help="Memory of each local cluster worker (--scheduler distributed), e.g. 2GiB.",
-)
-@click.option("--filter/--no-filter", "apply_filter", default=True, show_default=True)
-@click.option(
-    "--days",
-    default=None,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Days between the images of every pair (default: each pair's dates).",
-)
-@click.option("--pixel-size", default=None, type=click.FloatRange(min=0, min_open=True))
+@_tracking_options
 @click.option(
     "--download-dir",
     default=None,

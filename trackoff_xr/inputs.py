@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .exceptions import CoordinateError, DimensionError, GridMismatchError, ImageDTypeError
+from .georef import crs_wkt  # also re-exported from here, its old home
 
 __all__ = [
     "SPATIAL_DIM_NAMES",
@@ -300,14 +301,6 @@ def _mask_nodata(image: xr.DataArray, nodata: tuple[float, ...]) -> xr.DataArray
     masked.attrs = attrs
     masked.encoding = dict(image.encoding)
     return masked
-
-
-def crs_wkt(image: xr.DataArray | xr.Dataset) -> str | None:
-    """Return the CRS of ``image`` as WKT, read from its ``spatial_ref`` coordinate."""
-    if "spatial_ref" not in image.coords:
-        return None
-    attrs = image.coords["spatial_ref"].attrs
-    return attrs.get("crs_wkt") or attrs.get("spatial_ref")
 
 
 def _coords_equal(a: np.ndarray, b: np.ndarray) -> bool:

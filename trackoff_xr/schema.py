@@ -34,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from .exceptions import InvalidParameterError
+from .georef import is_radar_reference, spatial_ref_variable  # re-exported: their old home
 
 __all__ = [
     "MEASURED",
@@ -338,48 +339,6 @@ def reject(ds: xr.Dataset, keep: xr.DataArray) -> xr.Dataset:
 
 
 # -- CF metadata of the grid: coordinates and grid mapping ---------------------------------
-
-
-def is_radar_reference(attrs: Mapping[str, Any]) -> bool:
-    """Whether ``spatial_ref`` attributes hold radar ground control points, not a grid mapping."""
-    return "gcps" in attrs
-
-
-def spatial_ref_variable(attrs: Mapping[str, Any]) -> xr.Variable:
-    """Return the CF-1.8 ``spatial_ref`` variable (an ``int32`` scalar) for these attributes.
-
-    On a map grid it is the grid mapping of ``x``/``y``: polar stereographic
-    mappings get the ``latitude_of_projection_origin`` CF requires (``+90``
-    or ``-90``, the sign of ``standard_parallel``), which pyproj's
-    ``CRS.to_cf()`` leaves out. In radar geometry (ground control points in
-    ``gcps``) the pixel axes are not the CRS axes, so it is *not* a grid
-    mapping: ``grid_mapping_name`` is dropped and the variables do not point
-    at it; it only carries the GCPs and their CRS.
-
-    Examples
-    --------
-    >>> from pyproj import CRS
-    >>> var = spatial_ref_variable(CRS.from_epsg(3413).to_cf())
-    >>> var.dtype, var.attrs["latitude_of_projection_origin"]
-    (dtype('int32'), 90.0)
-    >>> "grid_mapping_name" in spatial_ref_variable({"gcps": {}, "grid_mapping_name": "x"}).attrs
-    False
-    """
-    out = dict(attrs)
-    if is_radar_reference(out):
-        out.pop("grid_mapping_name", None)
-        out.setdefault("long_name", "ground control points of the radar image")
-    else:
-        if (
-            out.get("grid_mapping_name") == "polar_stereographic"
-            and "latitude_of_projection_origin" not in out
-        ):
-            lat = out.get("standard_parallel", out.get("latitude_of_origin", 90.0))
-            lat = float(np.ravel(lat)[0])
-            out["latitude_of_projection_origin"] = -90.0 if lat < 0 else 90.0
-        if "grid_mapping_name" in out:
-            out.setdefault("long_name", "coordinate reference system")
-    return xr.Variable((), np.int32(0), out)
 
 
 def _axes_of_crs(wkt: str) -> dict[str, dict[str, str]] | None:

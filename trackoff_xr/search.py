@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from .exceptions import InvalidParameterError, PriorError
+from .georef import crs_name, crs_of
 from .grid import GridSpec
 from .kernels.centring import clean_field, fill_nearest, interpolate_lattice, round_centres
 
@@ -243,15 +244,6 @@ def _velocity_days(units: Any, name: str) -> float:
     return _VELOCITY_UNITS[key]
 
 
-def _crs(obj: Any) -> Any:
-    try:
-        import rioxarray  # noqa: F401
-
-        return obj.rio.crs
-    except Exception:
-        return None
-
-
 def prior_centres(
     prior: xr.Dataset,
     ref: xr.DataArray,
@@ -305,7 +297,7 @@ def prior_centres(
     y = grid.point_coordinates(np.asarray(ref[ydim].values, dtype=np.float64))
     x = grid.point_coordinates(np.asarray(ref[xdim].values, dtype=np.float64))
     px, py = np.meshgrid(x, y)
-    image_crs, prior_crs = _crs(ref), _crs(prior)
+    image_crs, prior_crs = crs_of(ref), crs_of(prior)
     pdim_y, pdim_x = _prior_dims(prior)
 
     def to_prior(xs: np.ndarray, ys: np.ndarray, inverse: bool = False) -> tuple[Any, Any]:
@@ -321,7 +313,8 @@ def prior_centres(
         if image_crs is not None and prior_crs is not None and image_crs != prior_crs:
             raise PriorError(
                 "a prior in pixels (dx, dy) must be on the image's CRS; this one is on "
-                f"{prior_crs}, the image on {image_crs}: give velocities (vx, vy) instead"
+                f"{crs_name(prior_crs)}, the image on {crs_name(image_crs)}: give velocities "
+                "(vx, vy) instead"
             )
         names = ("dy", "dx")
     else:

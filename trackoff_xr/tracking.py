@@ -13,12 +13,13 @@ import numpy as np
 import xarray as xr
 
 from .blockwise import match_blockwise, output_fields
+from .georef import output_spatial_ref
 from .grid import GridSpec
 from .inputs import check_pair, prepare_image
 from .matchers import get_matcher
 from .matchers.base import capabilities
 from .postprocess.velocity import pair_metadata
-from .schema import attrs_for, cf_grid, spatial_ref_variable, valid_mask
+from .schema import attrs_for, cf_grid, valid_mask
 from .search import CoarseSearch, coarse_centres, prior_centres, resolve_coarse
 
 __all__ = ["PRIOR_REACH", "offsets"]
@@ -31,15 +32,6 @@ def _axis_coordinate(image: xr.DataArray, dim: Any) -> np.ndarray:
     if dim in image.coords:
         return np.asarray(image[dim].values)
     return np.arange(image.sizes[dim], dtype=np.float64)
-
-
-def _spatial_ref(image: xr.DataArray) -> xr.DataArray | None:
-    """Return the output's CF ``spatial_ref`` (int32; no grid mapping in radar geometry)."""
-    if "spatial_ref" not in image.coords:
-        return None
-    # the input's GeoTransform describes its pixels, not the output grid
-    attrs = {k: v for k, v in image.coords["spatial_ref"].attrs.items() if k != "GeoTransform"}
-    return xr.DataArray(spatial_ref_variable(attrs))
 
 
 def offsets(
@@ -156,7 +148,7 @@ def offsets(
         "y": ("y", grid.point_coordinates(_axis_coordinate(ref, ydim))),
         "x": ("x", grid.point_coordinates(_axis_coordinate(ref, xdim))),
     }
-    spatial_ref = _spatial_ref(ref)
+    spatial_ref = output_spatial_ref(ref)
     if spatial_ref is not None:
         coords["spatial_ref"] = spatial_ref
 

@@ -13,7 +13,6 @@ Sentinel-1 ``.SAFE`` folders and their ``.zip`` archives are handed to
 
 from __future__ import annotations
 
-import datetime
 import os
 import warnings
 from typing import Any
@@ -24,6 +23,9 @@ import xarray as xr
 from ..chunks import check_chunks as _check_chunks
 from ..chunks import raster_chunks as _raster_chunks
 from ..exceptions import ImageReadError, InvalidParameterError
+from ..georef import crs_of, iso_date
+
+_iso = iso_date  # the old private name, still imported by trackoff_xr.pipeline
 
 __all__ = ["open_image"]
 
@@ -165,7 +167,7 @@ def open_image(
 
         image = open_safe(path_str, chunks=chunks, **safe_options)
         if date is not None:
-            image.attrs["acquisition_start"] = _iso(date)
+            image.attrs["acquisition_start"] = iso_date(date)
         return image
     if safe_options:
         raise InvalidParameterError(
@@ -188,7 +190,7 @@ def open_image(
         )
     _check_complete(gdal_path, path_str)
     image = _to_gray(raw)
-    georeferenced = raw.rio.crs is not None or not raw.rio.transform().is_identity
+    georeferenced = crs_of(raw) is not None or not raw.rio.transform().is_identity
     if not georeferenced:
         reopened = _pixel_grid(gdal_path, chunks, open_kwargs)
         if reopened is not None:
@@ -201,7 +203,7 @@ def open_image(
     image.name = os.path.splitext(os.path.basename(path_str.rstrip("/")))[0]
     image.attrs["source"] = path_str
     if date is not None:
-        image.attrs["acquisition_start"] = _iso(date)
+        image.attrs["acquisition_start"] = iso_date(date)
     return image
 
 
@@ -321,22 +323,6 @@ def _check_complete(gdal_path: str, path_str: str) -> None:
             f"{path_str!r} is truncated or corrupt: its last block cannot be read "
             f"({detail}); copy or download the file again"
         ) from exc
-
-
-def _iso(date: Any) -> str:
-    """``date`` as an ISO 8601 string (no time zone: UTC assumed)."""
-    if getattr(date, "tzinfo", None) is not None:
-        date = date.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-    try:
-        value = np.datetime64(date)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(
-            f"date={date!r} is not a date; pass an ISO 8601 string such as "
-            "'2024-02-03' or '2024-02-03T05:26:23', a datetime or a numpy.datetime64"
-        ) from exc
-    if np.isnat(value):
-        raise InvalidParameterError(f"date={date!r} is not a date; pass e.g. '2024-02-03'")
-    return str(value)
 
 
 def _to_gray(raw: xr.DataArray) -> xr.DataArray:

@@ -37,6 +37,7 @@ import numpy as np
 import xarray as xr
 
 from ..exceptions import DimensionError, InvalidParameterError
+from ..georef import crs_name, crs_of, is_radar_reference
 from ..schema import valid_mask, velocity_variables
 
 __all__ = ["SLOW_FRACTION", "stable_mask", "stable_shift"]
@@ -51,18 +52,12 @@ _FLAG_DESCRIPTION = (
 
 
 def _grid_crs(ds: xr.Dataset) -> Any:
-    """CRS of a result's grid (pyproj), ``None`` without one; refuses radar geometry."""
+    """CRS of a result's grid (pyproj), ``None`` without one, ``"radar"`` in radar geometry."""
     if "spatial_ref" not in ds.coords:
         return None
-    attrs = ds.coords["spatial_ref"].attrs
-    if "gcps" in attrs or ds.attrs.get("geometry") == "radar":
+    if is_radar_reference(ds.coords["spatial_ref"].attrs) or ds.attrs.get("geometry") == "radar":
         return "radar"
-    wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
-    if not wkt:
-        return None
-    from pyproj import CRS
-
-    return CRS.from_wkt(wkt)
+    return crs_of(ds)
 
 
 def _grid_transform(ds: xr.Dataset) -> Any:
@@ -184,7 +179,7 @@ def _resample_raster(mask: xr.DataArray, ds: xr.Dataset, grid_crs: Any) -> np.nd
     if mask.ndim != 2:
         raise DimensionError(f"a raster mask must be 2-D; got dims {mask.dims}")
     mask = mask.squeeze()
-    mask_crs = mask.rio.crs
+    mask_crs = crs_of(mask)
     if mask_crs is not None and grid_crs is not None:
         from rasterio.enums import Resampling
 
@@ -200,8 +195,8 @@ def _resample_raster(mask: xr.DataArray, ds: xr.Dataset, grid_crs: Any) -> np.nd
         data = np.asarray(moved.values)
     elif mask_crs is not None:
         raise InvalidParameterError(
-            f"the mask has a CRS ({mask_crs}) but the result has none; pass a mask on the "
-            "result's own coordinates, without a CRS"
+            f"the mask has a CRS ({crs_name(mask_crs)}) but the result has none; pass a mask "
+            "on the result's own coordinates, without a CRS"
         )
     else:
         ydim, xdim = ("y", "x") if {"y", "x"} <= set(mask.dims) else mask.dims

@@ -37,8 +37,6 @@ A year is 365.25 days.
 
 from __future__ import annotations
 
-import datetime
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +47,7 @@ from ..exceptions import (
     InvalidParameterError,
     MissingMetadataError,  # noqa: F401  (re-exported)
 )
+from ..georef import acquisition_time, crs_of, crs_wkt, is_radar_reference, pair_dates
 from ..schema import attrs_for, check_offsets
 
 __all__ = [
@@ -61,60 +60,6 @@ __all__ = [
 
 DAYS_PER_YEAR = 365.25
 
-# attributes that may hold an image's acquisition time, most specific first
-_TIME_ATTRS = (
-    "acquisition_start",
-    "acquisition_date",
-    "first_line_time",
-    "start_time",
-    "date",
-    "datetime",
-    "TIFFTAG_DATETIME_ACQUISITION",
-)
-
-
-def acquisition_time(image: xr.DataArray | dict[str, Any]) -> np.datetime64 | None:
-    """Return the acquisition time recorded on ``image`` (UTC), or ``None``.
-
-    Looks at the attributes ``acquisition_start``, ``acquisition_date``,
-    ``first_line_time``, ``start_time``, ``date``, ``datetime``.
-
-    Examples
-    --------
-    >>> img = xr.DataArray(np.zeros((2, 2)), dims=("y", "x"),
-    ...                    attrs={"acquisition_start": "2024-02-03T05:26:23"})
-    >>> acquisition_time(img)
-    np.datetime64('2024-02-03T05:26:23.000000')
-    """
-    attrs = image.attrs if isinstance(image, xr.DataArray) else image
-    for key in _TIME_ATTRS:
-        value = attrs.get(key)
-        if value is None or value == "":
-            continue
-        if isinstance(value, str):
-            value = _normalise_date_string(value)
-        elif getattr(value, "tzinfo", None) is not None:
-            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-        try:
-            out = np.datetime64(value, "us")
-        except (TypeError, ValueError) as exc:
-            raise InvalidParameterError(
-                f"attribute {key}={attrs.get(key)!r} is not a date; set it to an ISO 8601 "
-                "string such as '2024-02-03T05:26:23' or pass days= to velocity()"
-            ) from exc
-        if not np.isnat(out):
-            return out
-    return None
-
-
-def _normalise_date_string(value: str) -> str:
-    value = value.strip()
-    if value.endswith("Z"):
-        value = value[:-1]
-    if re.match(r"^\d{4}:\d{2}:\d{2}", value):  # TIFF tags: "2024:02:03 05:26:23"
-        value = value.replace(":", "-", 2)
-    return value.replace(" ", "T", 1)
-
 
 def _grid_mapping(obj: xr.Dataset | xr.DataArray) -> dict[str, Any] | None:
     if "spatial_ref" not in obj.coords:
@@ -123,12 +68,8 @@ def _grid_mapping(obj: xr.Dataset | xr.DataArray) -> dict[str, Any] | None:
 
 
 def _is_geographic(grid_mapping: dict[str, Any]) -> bool:
-    wkt = grid_mapping.get("crs_wkt") or grid_mapping.get("spatial_ref")
-    if not wkt:
-        return False
-    from pyproj import CRS
-
-    return bool(CRS.from_wkt(wkt).is_geographic)
+    found = crs_of(grid_mapping)
+    return found is not None and bool(found.is_geographic)
 
 
 def _geometry_of(obj: xr.Dataset | xr.DataArray) -> str:
@@ -137,9 +78,9 @@ def _geometry_of(obj: xr.Dataset | xr.DataArray) -> str:
     gm = _grid_mapping(obj)
     if gm is None:
         return "image"
-    if "gcps" in gm:
+    if is_radar_reference(gm):
         return "radar"
-    if gm.get("crs_wkt") or gm.get("spatial_ref"):
+    if crs_wkt(gm):
         return "map"
     return "image"
 
@@ -189,18 +130,8 @@ def pair_metadata(ref: xr.DataArray, sec: xr.DataArray) -> dict[str, Any]:
                 meta[key] = float(ref.attrs[key])
     t1, t2 = acquisition_time(ref), acquisition_time(sec)
     if t1 is not None and t2 is not None:
-        meta.update(_dates(t1, t2))
+        meta.update(pair_dates(t1, t2))
     return meta
-
-
-def _dates(t1: np.datetime64, t2: np.datetime64) -> dict[str, Any]:
-    dt = (t2 - t1) / np.timedelta64(1, "D")
-    return {
-        "acquisition_date_img1": str(t1),
-        "acquisition_date_img2": str(t2),
-        "date_center": str(t1 + (t2 - t1) / 2),
-        "date_dt": float(dt),
-    }
 
 
 def _transform_pixel_size(image: xr.DataArray) -> tuple[float, float] | None:
@@ -315,7 +246,7 @@ def _days(meta: dict[str, Any], days: Any) -> float:
                 "on the offsets); pass days= (e.g. days=12), or ref= and sec= images that "
                 "carry acquisition times (open_image(path, date='2024-02-03'))"
             )
-        dt = float((t2 - t1) / np.timedelta64(1, "D"))
+        dt = pair_dates(t1, t2)["date_dt"]
     if not np.isfinite(dt) or dt <= 0:
         raise InvalidParameterError(
             f"the secondary image is not later than the reference (date_dt={dt} days); "
