@@ -28,6 +28,17 @@ Two ways, chosen by ``dem=``:
     from the image as opened (any calibration), so the result is the same
     image in map geometry, not beta nought.
 
+Memory: the reads bound GDAL's block cache
+    GDAL keeps decoded blocks in one process-wide cache, by default 5 % of
+    the RAM, which counts in the process's memory: a measurement TIFF in
+    strips of one line (25,788 pixels) fills it with whole lines. Every
+    read of a raster that geocoding triggers (the image's radar chunks,
+    the DEM) therefore runs with the cache held at :data:`GDAL_CACHE_MB`
+    (64 MiB) -- inside the dask tasks that read, so it holds on any
+    scheduler -- and the cache is given back its size when no such read is
+    running. A ``GDAL_CACHEMAX`` environment variable, if set, is left to
+    GDAL (set it before the first read).
+
 The output grid is aligned on multiples of ``resolution`` (so separate
 calls give identical coordinates), north-up, with a ``spatial_ref``
 (rioxarray) and ``geometry="map"``; every attribute of the input is kept.
@@ -46,10 +57,12 @@ Shape2d(x=2779, y=2065)
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -57,11 +70,129 @@ import xarray as xr
 
 from ..exceptions import GeocodingError, InvalidParameterError
 
-__all__ = ["geocode", "geocode_pair", "map_grid", "sar_product"]
+__all__ = ["gdal_cache_bound", "geocode", "geocode_pair", "map_grid", "sar_product"]
 
 RESAMPLING = ("nearest", "bilinear", "cubic", "average")
 #: edge of the output chunks (pixels): one task each, reading only the radar chunks it overlaps
 CHUNK = 1024
+#: GDAL's block cache (MiB) while geocoding reads pixels, unless ``GDAL_CACHEMAX`` is set
+GDAL_CACHE_MB = 64
+
+
+# -- GDAL's block cache while reading ---------------------------------------------------
+
+_cache_lock = threading.Lock()
+_cache_readers = 0
+_cache_saved: int | None = None
+
+
+@contextlib.contextmanager
+def gdal_cache_bound(megabytes: float = GDAL_CACHE_MB) -> Iterator[None]:
+    """Hold GDAL's process-wide block cache at ``megabytes`` while the block runs.
+
+    Nested and concurrent uses (the threads of one dask worker) share one
+    bound: the first to enter lowers the cache (GDAL drops blocks beyond
+    it), the last to leave gives it back its size. Nothing changes when
+    ``GDAL_CACHEMAX`` is set in the environment (the user's choice) or the
+    cache is already smaller.
+
+    Examples
+    --------
+    >>> from rasterio.env import get_gdal_config
+    >>> with gdal_cache_bound(32):
+    ...     bounded = get_gdal_config("GDAL_CACHEMAX")
+    >>> "GDAL_CACHEMAX" in os.environ or bounded <= 32 * 2**20
+    True
+    """
+    global _cache_readers, _cache_saved
+    if os.environ.get("GDAL_CACHEMAX"):
+        yield
+        return
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    bound = int(megabytes * 2**20)
+    with _cache_lock:
+        if _cache_readers == 0:
+            # rasterio reads and sets GDAL's live cache size in bytes (GDALSetCacheMax64)
+            current = int(get_gdal_config("GDAL_CACHEMAX") or 0)
+            if current > bound:
+                _cache_saved = current
+                set_gdal_config("GDAL_CACHEMAX", bound)
+        _cache_readers += 1
+    try:
+        yield
+    finally:
+        with _cache_lock:
+            _cache_readers -= 1
+            if _cache_readers == 0 and _cache_saved is not None:
+                set_gdal_config("GDAL_CACHEMAX", _cache_saved)
+                _cache_saved = None
+
+
+class _BoundedReads:
+    """A lazily indexed raster whose reads run under :func:`gdal_cache_bound`.
+
+    Stands in for the array a dask ``getter`` task indexes (the data node of
+    ``rioxarray.open_rasterio(chunks=...)``), so the bound applies in the
+    task that reads, on whichever worker runs it; picklable like the array.
+    """
+
+    def __init__(self, array: Any, megabytes: float):
+        self.array = array
+        self.megabytes = megabytes
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.ndim = len(array.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        with gdal_cache_bound(self.megabytes):
+            return np.asarray(self.array[key])
+
+    def __repr__(self) -> str:
+        return f"_BoundedReads({self.array!r}, megabytes={self.megabytes})"
+
+
+def _reads_raster(value: Any) -> bool:
+    """Whether a graph value is a lazily indexed rasterio/rioxarray array."""
+    for _ in range(16):  # xarray wraps the backend array in a few adapters
+        if type(value).__module__.startswith(("rioxarray", "rasterio")):
+            return True
+        if not hasattr(value, "array"):
+            return False
+        value = value.array
+    return False
+
+
+def _bound_reads(image: xr.DataArray, megabytes: float = GDAL_CACHE_MB) -> xr.DataArray:
+    """Return the same lazy image with every raster read of its graph under the bound.
+
+    The graph keeps its keys and tasks; only the arrays the read tasks
+    index are wrapped. A numpy-backed image (already read) is returned as is.
+    """
+    from dask.base import is_dask_collection
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+    data = image.data
+    if not is_dask_collection(data):
+        return image
+    graph = data.__dask_graph__()
+    if not isinstance(graph, HighLevelGraph):
+        return image
+    layers = dict(graph.layers)
+    for name, layer in graph.layers.items():
+        if not isinstance(layer, MaterializedLayer) or len(layer) != 1:
+            continue
+        ((key, value),) = layer.mapping.items()
+        if isinstance(value, _BoundedReads) or not _reads_raster(value):
+            continue
+        layers[name] = MaterializedLayer({key: _BoundedReads(value, megabytes)})
+    if all(layers[n] is graph.layers[n] for n in layers):
+        return image
+    import dask.array as da
+
+    bounded = HighLevelGraph(layers, graph.dependencies)
+    array = da.Array(bounded, data.name, data.chunks, meta=data._meta)
+    return image.copy(data=array)
 
 
 def _check_image(image: Any, name: str) -> xr.DataArray:
@@ -231,6 +362,7 @@ def geocode(
                 "geocode needs grid= (from map_grid) or both crs= and resolution="
             )
         grid = map_grid([image], crs=crs, resolution=resolution, bbox=bbox)
+    image = _bound_reads(image)  # GDAL's block cache stays small in the tasks that read
     if dem is None:
         import odc.geo.xr  # noqa: F401
 
@@ -407,7 +539,7 @@ def _open_dem(dem: Any) -> xr.DataArray:
     if isinstance(raster, list) or raster.ndim != 3 or raster.sizes["band"] != 1:
         raise GeocodingError(f"the DEM {dem!r} must be a single-band raster")
     # a Dataset has no ndim, so only a DataArray gets here
-    return cast(xr.DataArray, raster.isel(band=0, drop=True))
+    return _bound_reads(cast(xr.DataArray, raster.isel(band=0, drop=True)))
 
 
 def _terrain_correct(
