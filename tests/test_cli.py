@@ -179,6 +179,35 @@ def test_help_has_examples():
     assert "trackoff plot result.zarr" in trackoff("--help").stdout
 
 
+def _option_facts(param):
+    return (
+        param.opts,
+        param.secondary_opts,
+        param.default,
+        param.type.to_info_dict(),
+        param.help,
+    )
+
+
+def test_run_and_batch_share_their_tracking_options():
+    """_TRACKING_OPTIONS read the same in run and batch: flags, default, type and help."""
+    import click
+
+    from trackoff_xr.cli import _TRACKING_OPTIONS, _tracking_options, batch, run
+
+    tracking = [p.name for p in click.command()(_tracking_options(lambda **kw: None)).params]
+    assert len(tracking) == len(_TRACKING_OPTIONS) > 0
+    params = {cmd.name: {p.name: p for p in cmd.params} for cmd in (run, batch)}
+    for name in [*tracking, "debug"]:
+        in_run, in_batch = params["run"].get(name), params["batch"].get(name)
+        assert in_run is not None and in_batch is not None, name
+        assert _option_facts(in_run) == _option_facts(in_batch), name
+    # an option both commands define by hand must go into _TRACKING_OPTIONS, unless it
+    # says something different in each (the store vs the cube)
+    own = {"out", "overwrite", "quiet"}
+    assert set(params["run"]) & set(params["batch"]) == {*tracking, "debug", *own}
+
+
 def test_write_zarr_is_atomic_and_regular(tmp_path):
     import dask.array as da
 

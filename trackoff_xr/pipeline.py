@@ -43,6 +43,7 @@ import numpy as np
 import xarray as xr
 
 from .exceptions import InvalidParameterError, MissingMetadataError
+from .georef import crs_of, iso_date
 
 __all__ = ["PipelineResult", "PreparedPair", "open_pair", "prepare", "run", "track", "write"]
 
@@ -118,7 +119,7 @@ def open_pair(
     >>> a.chunks, b.attrs["acquisition_start"]
     (((32, 32), (32, 32)), '2024-02-15')
     """
-    from .io.raster import _iso, open_image
+    from .io.raster import open_image
 
     if dates is not None and (isinstance(dates, (str, bytes)) or len(dates) != 2):
         raise InvalidParameterError(
@@ -131,7 +132,7 @@ def open_pair(
             if chunks is not None and image.chunks is None:
                 image = image.chunk(chunks)
             if date is not None:
-                image = image.assign_attrs(acquisition_start=_iso(date))
+                image = image.assign_attrs(acquisition_start=iso_date(date))
         else:
             options = {} if polarisation is None else {"polarisation": polarisation}
             image = open_image(image, chunks=chunks, date=date, **options)
@@ -444,7 +445,7 @@ def map_offset(
     from pyproj import Transformer
     from scipy.interpolate import LinearNDInterpolator
 
-    crs = grid_image.rio.crs
+    crs = crs_of(grid_image)
     transform = grid_image.rio.transform()
     to_map = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
 

@@ -34,7 +34,12 @@ import numpy as np
 import xarray as xr
 
 from .exceptions import InvalidParameterError
-from .georef import is_radar_reference, spatial_ref_variable  # re-exported: their old home
+from .georef import (
+    crs_of,
+    crs_wkt,
+    is_radar_reference,  # re-exported: its old home
+    spatial_ref_variable,  # re-exported: its old home
+)
 
 __all__ = [
     "MEASURED",
@@ -341,25 +346,24 @@ def reject(ds: xr.Dataset, keep: xr.DataArray) -> xr.Dataset:
 # -- CF metadata of the grid: coordinates and grid mapping ---------------------------------
 
 
-def _axes_of_crs(wkt: str) -> dict[str, dict[str, str]] | None:
-    """CF attributes of the X and Y axes of the CRS ``wkt`` (None if it has no X/Y axes)."""
-    from pyproj import CRS
-
+def _axes_of_crs(attrs: Mapping[str, Any]) -> dict[str, dict[str, str]] | None:
+    """CF attributes of the X and Y axes of the CRS in ``spatial_ref`` ``attrs`` (None if none)."""
     try:
-        axes = CRS.from_wkt(wkt).cs_to_cf()
+        crs = crs_of(attrs)
+        axes = [] if crs is None else crs.cs_to_cf()
     except Exception:  # noqa: BLE001 - pyproj raises several kinds on unusual CRSs
         return None
     found = {}
     for axis in axes:
         if axis.get("axis") in ("X", "Y"):
-            attrs = {
+            cf = {
                 k: str(v)
                 for k, v in axis.items()
                 if k in ("standard_name", "long_name", "units", "axis")
             }
-            if attrs.get("units") == "metre":
-                attrs["units"] = "m"
-            found[axis["axis"]] = attrs
+            if cf.get("units") == "metre":
+                cf["units"] = "m"
+            found[axis["axis"]] = cf
     return found if set(found) == {"X", "Y"} else None
 
 
@@ -389,9 +393,8 @@ def cf_grid(ds: xr.Dataset) -> xr.Dataset:
         attrs = dict(out["spatial_ref"].attrs)
         out = out.assign_coords(spatial_ref=spatial_ref_variable(attrs))
         mapping = "grid_mapping_name" in out["spatial_ref"].attrs
-        wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
-        if mapping and wkt:
-            axes = _axes_of_crs(str(wkt))
+        if mapping and crs_wkt(attrs):
+            axes = _axes_of_crs(attrs)
         for name in out.data_vars:
             var = out[name]
             if mapping and {"y", "x"} <= set(var.dims):

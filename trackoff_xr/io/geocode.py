@@ -69,6 +69,7 @@ import numpy as np
 import xarray as xr
 
 from ..exceptions import GeocodingError, InvalidParameterError
+from ..georef import crs_of, is_radar_reference
 
 __all__ = ["gdal_cache_bound", "geocode", "geocode_pair", "map_grid", "sar_product"]
 
@@ -201,7 +202,8 @@ def _check_image(image: Any, name: str) -> xr.DataArray:
             f"{name} must be a 2-D DataArray from trackoff_xr.io.safe.open_safe; got "
             f"{type(image).__name__}"
         )
-    if "spatial_ref" not in image.coords or "gcps" not in image.coords["spatial_ref"].attrs:
+    ref = image.coords["spatial_ref"].attrs if "spatial_ref" in image.coords else {}
+    if not is_radar_reference(ref):
         raise GeocodingError(
             f"{name} carries no ground control points (spatial_ref.gcps), so where its pixels "
             "lie is unknown; open the product with trackoff_xr.io.safe.open_safe"
@@ -554,7 +556,7 @@ def _terrain_correct(
             f"resampling={resampling!r} is not available with a DEM; use 'nearest' or 'bilinear'"
         )
     raster = _open_dem(dem)
-    if raster.rio.crs is None:
+    if crs_of(raster) is None:
         raise GeocodingError(f"the DEM {dem!r} has no CRS; write one (rio.write_crs)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

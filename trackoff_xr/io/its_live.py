@@ -64,6 +64,7 @@ from ..exceptions import (
     MissingMetadataError,
     ProfileGeometryError,
 )
+from ..georef import crs_of, crs_wkt, is_radar_reference, pair_dates
 
 __all__ = [
     "DAYS_PER_YEAR",
@@ -154,15 +155,13 @@ def _its_date(value: Any, *, strip: bool = False) -> str:
 
 def _map_crs(ds: xr.Dataset) -> Any:
     """Return the projected CRS of a map-grid result; raise ProfileGeometryError otherwise."""
-    from pyproj import CRS
-
     geometry = ds.attrs.get("geometry")
     gm = dict(ds["spatial_ref"].attrs) if "spatial_ref" in ds.variables else {}
-    wkt = gm.get("crs_wkt") or gm.get("spatial_ref")
-    if geometry == "radar" or "gcps" in gm or not wkt or geometry == "image":
+    radar = geometry == "radar" or is_radar_reference(gm)
+    if radar or not crs_wkt(gm) or geometry == "image":
         what = (
             "radar geometry (the pixel grid of the image, no map CRS)"
-            if geometry == "radar" or "gcps" in gm
+            if radar
             else "image geometry (no CRS)"
         )
         raise ProfileGeometryError(
@@ -172,7 +171,7 @@ def _map_crs(ds: xr.Dataset) -> Any:
             "images onto a map CRS before offsets(), e.g. image.rio.reproject('EPSG:3413') "
             "(it uses the GCPs), or write without profile= (CF-1.8)"
         )
-    crs = CRS.from_wkt(str(wkt))
+    crs = cast(Any, crs_of(gm))  # not None: crs_wkt(gm) is set
     epsg = crs.to_epsg()
     if not crs.is_projected or epsg is None:
         raise ProfileGeometryError(
@@ -184,7 +183,7 @@ def _map_crs(ds: xr.Dataset) -> Any:
 
 
 def _mapping_attrs(crs: Any, x: np.ndarray, y: np.ndarray, step: tuple[float, float]) -> dict:
-    from ..schema import spatial_ref_variable
+    from ..georef import spatial_ref_variable
 
     attrs = dict(spatial_ref_variable(crs.to_cf()).attrs)
     attrs.pop("long_name", None)
@@ -377,14 +376,10 @@ def _pair_info(
     from pyproj import Transformer
 
     t1, t2 = ds.attrs["acquisition_date_img1"], ds.attrs["acquisition_date_img2"]
-    centre = ds.attrs.get("date_center")
-    if not centre:
-        a: np.datetime64 = np.datetime64(t1, "us")
-        b: np.datetime64 = np.datetime64(t2, "us")
-        centre = a + (b - a) / 2
+    centre = ds.attrs.get("date_center") or pair_dates(t1, t2)["date_center"]
     dt = ds.attrs.get("date_dt")
     if dt is None:
-        dt = (np.datetime64(t2, "us") - np.datetime64(t1, "us")) / np.timedelta64(1, "D")
+        dt = pair_dates(t1, t2)["date_dt"]
     lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(
         float(x.mean()), float(y.mean())
     )

@@ -25,8 +25,6 @@ from ..chunks import raster_chunks as _raster_chunks
 from ..exceptions import ImageReadError, InvalidParameterError
 from ..georef import crs_of, iso_date
 
-_iso = iso_date  # the old private name, still imported by trackoff_xr.pipeline
-
 __all__ = ["open_image"]
 
 # ITU-R BT.601 luma weights, as PIL's convert("L") uses

@@ -16,6 +16,7 @@ from ..exceptions import (
     InvalidParameterError,
     OutputExistsError,
 )
+from ..georef import crs_of, crs_wkt, iso_date
 from .safety import (
     COMPLETE_ATTR,
     NETCDF_ATTR,
@@ -55,7 +56,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return _plain(value.tolist())
     if isinstance(value, (datetime.datetime, datetime.date, np.datetime64)):
-        return str(np.datetime64(value))
+        try:
+            return iso_date(value)
+        except InvalidParameterError:  # a missing time (NaT) is written as numpy writes it
+            return str(np.datetime64(value))
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -124,20 +128,19 @@ def _acdd_globals(ds: xr.Dataset) -> dict[str, Any]:
     t1, t2 = ds.attrs.get("acquisition_date_img1"), ds.attrs.get("acquisition_date_img2")
     if t1 and t2:
         try:
-            attrs["time_coverage_start"] = f"{np.datetime64(t1, 's')}Z"
-            attrs["time_coverage_end"] = f"{np.datetime64(t2, 's')}Z"
-        except (TypeError, ValueError):
+            attrs["time_coverage_start"] = f"{iso_date(t1, unit='s')}Z"
+            attrs["time_coverage_end"] = f"{iso_date(t2, unit='s')}Z"
+        except ValueError:  # InvalidParameterError: not a date
             attrs = {}
     if ds.attrs.get("date_dt") is not None:
         attrs["time_coverage_duration"] = f"P{float(ds.attrs['date_dt']):g}D"
     gm = dict(ds["spatial_ref"].attrs) if "spatial_ref" in ds.variables else {}
-    wkt = gm.get("crs_wkt") or gm.get("spatial_ref")
-    if "grid_mapping_name" not in gm or not wkt or ds.sizes.get("x", 0) < 1:
+    if "grid_mapping_name" not in gm or not crs_wkt(gm) or ds.sizes.get("x", 0) < 1:
         return attrs
-    from pyproj import CRS, Transformer
+    from pyproj import Transformer
 
     try:
-        to_lonlat = Transformer.from_crs(CRS.from_wkt(str(wkt)), 4326, always_xy=True)
+        to_lonlat = Transformer.from_crs(crs_of(gm), 4326, always_xy=True)
     except Exception:  # noqa: BLE001 - an unusual CRS: leave the extent out
         return attrs
     x, y = np.asarray(ds["x"].values, float), np.asarray(ds["y"].values, float)
@@ -519,7 +522,6 @@ def append_pair(ds: xr.Dataset, store: Any, *, mid_date: Any = None, protect: An
         The cube's previous write was interrupted.
     """
     from .._version import __version__
-    from ..inputs import crs_wkt
 
     protected = _protected(protect, ds)
     t = _check(store, kind="zarr", mode="w", protected=protected, append=True)
@@ -574,8 +576,7 @@ def append_pair(ds: xr.Dataset, store: Any, *, mid_date: Any = None, protect: An
     attrs = {k: v for k, v in existing.attrs.items() if k != COMPLETE_ATTR}
     attrs["history"] = _add_history(
         attrs.get("history"),
-        f"appended the pair mid_date={np.datetime_as_string(stamp, unit='s')} with trackoff_xr "
-        f"{__version__}",
+        f"appended the pair mid_date={iso_date(stamp, unit='s')} with trackoff_xr {__version__}",
     )
     cube.attrs = {**attrs, COMPLETE_ATTR: 0}
     _mark_complete(target, False)

@@ -76,6 +76,7 @@ import numpy as np
 import xarray as xr
 
 from ..exceptions import InvalidParameterError
+from ..georef import iso_date
 from .synthetic import fractal_texture, glacier_field, speckle, warp
 
 __all__ = ["SafePair", "make_safe_pair", "read_geolocation_grid"]
@@ -129,7 +130,7 @@ def _time(text: str) -> np.datetime64:
 
 
 def _iso(t: np.datetime64) -> str:
-    return str(np.datetime_as_string(t.astype("datetime64[us]"), unit="us"))
+    return iso_date(t, unit="us")
 
 
 def _seconds(t: np.datetime64, epoch: np.datetime64) -> float:
