@@ -86,3 +86,78 @@ def test_shared_chunks_would_grow(store):
         return counter.peak
 
     assert peak(12) > 2 * peak(3)
+
+
+def test_sliced_store_inputs_are_read_privately(store):
+    """A part of a scene cut out of a store (isel) still reads its regions privately."""
+    pair = xr.open_zarr(store)
+    part = pair.ref.isel(y=slice(10, 500), x=slice(None, 700))
+    assert reads_privately(part.data)
+    assert reads_privately(part.isel(y=slice(5, None)).data)
+    assert not reads_privately((part * 1).data)
+    assert not reads_privately((part * 1).isel(y=slice(5, None)).data)
+
+
+def test_sliced_store_inputs_give_the_same_offsets(store):
+    pair = xr.open_zarr(store)
+    rows, cols = slice(7, 700), slice(30, 650)
+    part = [pair[name].isel(y=rows, x=cols) for name in ("ref", "sec")]
+    loaded = [pair[name].load().isel(y=rows, x=cols).chunk(CHUNK) for name in ("ref", "sec")]
+    assert reads_privately(part[0].data) and not reads_privately((loaded[0] * 1).data)
+    a = match_blockwise(part[0].data, part[1].data, GRID, get_matcher("ncc")).compute()
+    b = match_blockwise(
+        (loaded[0] * 1).data, (loaded[1] * 1).data, GRID, get_matcher("ncc")
+    ).compute()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_local_normalise_in_strips_is_identical_to_one_pass(monkeypatch):
+    from trackoff_xr.matchers.cnn import features
+
+    rng = np.random.default_rng(11)
+    image = (rng.random((530, 170)) * 250 + 3).astype(np.float32)
+    image[40:90, :20] = np.nan
+    image[300:303] = np.nan
+    monkeypatch.setattr(features, "NORMALISE_ROWS", 10**6)
+    whole = features.local_normalise(image)
+    for rows in (1, 37, 256):  # strips that do and do not divide the rows
+        monkeypatch.setattr(features, "NORMALISE_ROWS", rows)
+        np.testing.assert_array_equal(features.local_normalise(image), whole)
+
+
+def test_local_normalise_temporaries_do_not_grow_with_the_image():
+    """Float64 temporaries are strip-sized: the traced peak stays near the float32 output."""
+    import tracemalloc
+
+    from trackoff_xr.matchers.cnn import features
+
+    image = (np.random.default_rng(2).random((4000, 300)) * 100).astype(np.float32)
+    tracemalloc.start()
+    try:
+        features.local_normalise(image)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the result is image.nbytes; one pass over the whole image held ~10x
+    assert peak < 3 * image.nbytes
+
+
+def test_feature_channels_are_contiguous_planes():
+    """The matcher reads each channel as a 2-D image: a view, never a block-sized copy."""
+    pytest.importorskip("tensorflow")
+    from trackoff_xr.blockwise import _assemble, _transform_region
+    from trackoff_xr.kernels import WindowLattice
+    from trackoff_xr.matchers.cnn import features
+
+    image = (np.random.default_rng(3).random((90, 70)) * 100).astype(np.float32)
+    stacked = features.extract_channels(image, str(features.DEFAULT_WEIGHTS))
+    matcher = get_matcher("cnn")
+    staged = _transform_region([image], [(np.s_[:, :], np.s_[:, :])], image.shape, matcher,
+                               np.s_[5:-5, 5:-5])  # fmt: skip
+    block = _assemble((40, 30), [staged], [(np.s_[:40, :30], np.s_[:, :])])
+    for features_block in (stacked, staged, block):
+        assert features_block.shape[2] == 2
+        for c in range(2):
+            lattice = WindowLattice(features_block, (0, 0), (2, 2), 8, 16)
+            assert np.shares_memory(lattice.channel(c).image, features_block)
+    np.testing.assert_array_equal(block, staged[:40, :30])

@@ -176,9 +176,32 @@ def _pieces(bounds: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slic
     return out
 
 
+def _planes(shape: tuple[int, ...], fill: float | None = None) -> np.ndarray:
+    """Return a float32 array of ``shape`` whose channels (last axis) are each contiguous.
+
+    ``(rows, cols, C)`` stored as ``C`` planes of ``rows x cols``: the matchers
+    read one channel at a time as a 2-D image, which is then a view, not a
+    copy (:meth:`~trackoff_xr.kernels.WindowLattice.channel`). 2-D shapes
+    are plain C-contiguous arrays.
+
+    Examples
+    --------
+    >>> a = _planes((4, 5, 2), fill=0.0)
+    >>> a.shape, a[..., 1].flags.c_contiguous
+    ((4, 5, 2), True)
+    """
+    if len(shape) == 2:
+        planes = np.empty(shape, dtype=np.float32)
+    else:
+        planes = np.moveaxis(np.empty(shape[2:] + shape[:2], dtype=np.float32), 0, -1)
+    if fill is not None:
+        planes[...] = fill
+    return planes
+
+
 def _assemble(shape: tuple[int, int], chunks: list, places: list) -> np.ndarray:
     """Build a padded block: NaN, filled in with the given chunk pieces."""
-    block = np.full(tuple(shape) + tuple(chunks[0].shape[2:]), np.nan, dtype=np.float32)
+    block = _planes(tuple(shape) + tuple(chunks[0].shape[2:]), np.nan)
     for chunk, (src, dst) in zip(chunks, places, strict=True):
         block[dst] = chunk[src]
     return block
@@ -209,7 +232,10 @@ def _transform_region(
     transform = cast("Callable[[np.ndarray], np.ndarray]", capabilities(matcher).transform)
     features = np.asarray(transform(image), dtype=np.float32)  # only matchers with one are staged
     features[~np.isfinite(image)] = np.nan  # nodata stays nodata
-    return np.ascontiguousarray(features[keep])
+    kept = features[keep]
+    out = _planes(kept.shape)  # one plane per channel, as the transform's own blocks
+    out[...] = kept
+    return out
 
 
 def _neighbourhood_tasks(array: Any, rows: tuple, cols: tuple) -> tuple[list, list]:
@@ -271,7 +297,9 @@ def reads_privately(array: Any) -> bool:
     of a 16 x 16-chunk scene's input chunks at once). Arrays whose chunks are
     already in memory (numpy wrapped by ``.chunk()``) gain nothing and keep
     shared chunks (measured 13 % faster), and so do arrays computed from
-    other arrays, so upstream work is never repeated.
+    other arrays, so upstream work is never repeated. A part of such a
+    source cut out by slicing (``isel``, ``[a:b]``) still only reads: dask
+    fuses the slices into the read.
     """
     if array.ndim != 2:
         return False
@@ -279,7 +307,10 @@ def reads_privately(array: Any) -> bool:
     layers = getattr(graph, "layers", None)
     if layers is None or array.name not in layers:
         return False
-    dependencies = graph.dependencies.get(array.name, set())
+    name = array.name
+    while name.startswith("getitem-") and len(graph.dependencies.get(name, ())) == 1:
+        (name,) = graph.dependencies[name]  # slicing: look at what it slices
+    dependencies = graph.dependencies.get(name, set())
     if len(dependencies) != 1:  # none: chunks already in memory, nothing to save
         return False
     (source,) = dependencies

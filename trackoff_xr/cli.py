@@ -110,10 +110,10 @@ _TRACKING_OPTIONS = (
     ),
     click.option(
         "--search-radius",
-        default=16,
-        show_default=True,
+        default=None,
         type=click.IntRange(min=0),
-        help="Largest offset searched along each axis, pixels.",
+        help="Largest offset searched along each axis around each point's search centre, "
+        "pixels [default: 6 around the coarse pass's centres, 16 otherwise].",
     ),
     click.option(
         "--chunks",
@@ -257,7 +257,7 @@ def run(
     method: str,
     patch_size: int,
     spacing: int,
-    search_radius: int,
+    search_radius: int | None,
     chunks: int,
     scheduler: str,
     workers: int | None,
@@ -1213,7 +1213,7 @@ def batch(
     method: str,
     patch_size: int,
     spacing: int,
-    search_radius: int,
+    search_radius: int | None,
     chunks: int,
     scheduler: str,
     workers: int | None,

@@ -32,7 +32,29 @@ from .georef import crs_name, crs_of
 from .grid import GridSpec
 from .kernels.centring import clean_field, fill_nearest, interpolate_lattice, round_centres
 
-__all__ = ["CoarseSearch", "coarse_centres", "prior_centres", "resolve_coarse"]
+__all__ = [
+    "CENTRED_SEARCH_RADIUS",
+    "UNCENTRED_SEARCH_RADIUS",
+    "CoarseSearch",
+    "coarse_centres",
+    "fine_search_radius",
+    "prior_centres",
+    "resolve_coarse",
+]
+
+#: default fine search radius (pixels) when nothing centres the searches: the
+#: point's own position is the only guess, so the window must hold the motion
+UNCENTRED_SEARCH_RADIUS = 16
+#: default fine search radius around a centre from the coarse pass, which
+#: measured this pair's own motion: the window need only hold that field's
+#: error. (A prior keeps :data:`UNCENTRED_SEARCH_RADIUS`: it may be a uniform
+#: offset, or velocities of other dates.) On real S1
+#: texture (DJ, coarse pass on, 4 looks) most outliers of a 16-pixel search
+#: are far-off peaks: > 6 px errors 1.36 % of ncc's points at R=16, 0.12 % at
+#: R=6, RMSE 1.59 -> 0.39 px; on the generated (40, -25) + 10 px glacier pair
+#: every point stays valid (autoRIFT also searches a few pixels around its
+#: coarse estimate).
+CENTRED_SEARCH_RADIUS = 6
 
 #: unit strings of a velocity prior, and the days they span
 _VELOCITY_UNITS = {
@@ -105,6 +127,25 @@ class CoarseSearch:
         """Whether an image of ``shape`` holds one coarse search window with points inside it."""
         need = self.factor * (self.grid.window_size + self.spacing)
         return min(shape) >= need
+
+
+def fine_search_radius(search_radius: int | None, centred: bool) -> int:
+    """Return the fine search radius ``offsets(search_radius=...)`` uses.
+
+    An explicit radius is kept; ``None`` (the default) means
+    :data:`CENTRED_SEARCH_RADIUS` around a coarse-pass centre, and
+    :data:`UNCENTRED_SEARCH_RADIUS` around the point itself or a prior.
+
+    Examples
+    --------
+    >>> fine_search_radius(None, centred=True), fine_search_radius(None, centred=False)
+    (6, 16)
+    >>> fine_search_radius(10, centred=True)
+    10
+    """
+    if search_radius is not None:
+        return search_radius
+    return CENTRED_SEARCH_RADIUS if centred else UNCENTRED_SEARCH_RADIUS
 
 
 def resolve_coarse(coarse: Any, prior: Any, shape: tuple[int, ...]) -> CoarseSearch | None:

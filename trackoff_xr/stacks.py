@@ -90,6 +90,7 @@ from .exceptions import (
     MissingMetadataError,
     OutputExistsError,
 )
+from .georef import crs_wkt, iso_date
 from .io.safety import (
     COMPLETE_ATTR,
     _alive,
@@ -664,8 +665,8 @@ def _check_grid(t: _Target, group: Any, slot: xr.Dataset) -> None:
                 f"the cube {t.shown!r} ({a.size} points from {a[0]!r}); give pairs on one grid "
                 "(same size, CRS and transform), or start a new cube"
             )
-    wkt_cube = group["spatial_ref"].attrs.get("crs_wkt") if "spatial_ref" in group else None
-    wkt_pair = slot["spatial_ref"].attrs.get("crs_wkt") if "spatial_ref" in slot.coords else None
+    wkt_cube = crs_wkt(group["spatial_ref"].attrs) if "spatial_ref" in group else None
+    wkt_pair = crs_wkt(slot)
     if wkt_cube != wkt_pair:
         raise GridMismatchError(
             f"the pair's CRS differs from the cube {t.shown!r}'s; reproject its images onto "
@@ -868,7 +869,7 @@ def _image(item: Any, date: Any, chunks: Any) -> xr.DataArray:
     if isinstance(item, xr.DataArray):
         image = item if item.chunks is not None else item.chunk(chunks)
         if date is not None:
-            image = image.assign_attrs(acquisition_start=str(np.datetime64(_date(date), "us")))
+            image = image.assign_attrs(acquisition_start=iso_date(_date(date), unit="us"))
         return image
     return open_image(item, chunks=chunks, date=None if date is None else _date(date))
 
@@ -952,7 +953,7 @@ def track_pairs(
     *,
     patch_size: int = 64,
     spacing: int = 32,
-    search_radius: int = 16,
+    search_radius: int | None = None,
     method: str = "cnn",
     days: float | None = None,
     pixel_size: float | tuple[float, float] | None = None,
@@ -1064,7 +1065,7 @@ def track_pairs(
     settings = {
         "patch_size": int(patch_size),
         "spacing": int(spacing),
-        "search_radius": int(search_radius),
+        "search_radius": None if search_radius is None else int(search_radius),
         "method": str(method),
         "days": days,
         "pixel_size": pixel_size,

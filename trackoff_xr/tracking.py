@@ -7,6 +7,7 @@ Labels and metadata live here; the blockwise plan is in
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,13 @@ from .matchers import get_matcher
 from .matchers.base import capabilities
 from .postprocess.velocity import pair_metadata
 from .schema import attrs_for, cf_grid, valid_mask
-from .search import CoarseSearch, coarse_centres, prior_centres, resolve_coarse
+from .search import (
+    CoarseSearch,
+    coarse_centres,
+    fine_search_radius,
+    prior_centres,
+    resolve_coarse,
+)
 
 __all__ = ["PRIOR_REACH", "offsets"]
 
@@ -40,7 +47,7 @@ def offsets(
     *,
     patch_size: int = 64,
     spacing: int = 32,
-    search_radius: int = 16,
+    search_radius: int | None = None,
     method: str = "cnn",
     prior: xr.Dataset | None = None,
     coarse: bool | str | CoarseSearch = "auto",
@@ -62,8 +69,13 @@ def offsets(
         Edge of the square reference template, pixels (>= 8).
     spacing : int, default 32
         Distance between grid points, pixels (>= 1).
-    search_radius : int, default 16
-        Largest offset searched along each axis, pixels (>= 0).
+    search_radius : int, optional
+        Largest offset searched along each axis around each point's search
+        centre, pixels (>= 0). Default: 6 around the centres of the coarse
+        pass, which measures this pair's own motion; 16 otherwise, also
+        around a ``prior``, which may be uniform or from other dates
+        (:func:`trackoff_xr.search.fine_search_radius`). The radius used is
+        recorded in the ``search_radius`` attribute.
     method : {"cnn", "ncc", "classifier"}, default "cnn"
         The matcher: the shared pre-trained network, normalised
         cross-correlation, or the per-tile classifier of Łucka (2025).
@@ -122,18 +134,24 @@ def offsets(
     >>> float(ds.dy.median()), float(ds.dx.median())
     (2.0..., -3.0...)
     """
-    grid = GridSpec(patch_size=patch_size, spacing=spacing, search_radius=search_radius)
+    grid = GridSpec(
+        patch_size=patch_size,
+        spacing=spacing,
+        search_radius=fine_search_radius(search_radius, centred=False),
+    )
     matcher = get_matcher(method, **matcher_options)
     ref = prepare_image(ref, "ref")  # (rows, columns) by name, nodata as NaN
     sec = prepare_image(sec, "sec")
     check_pair(ref, sec)
+    search = resolve_coarse(coarse, prior, ref.shape)
+    if search is not None:  # centred on this pair's own coarse field: it holds that field's error
+        grid = replace(grid, search_radius=fine_search_radius(search_radius, centred=True))
     grid.check_image_shape(ref.shape)
     caps = capabilities(matcher)
     if caps.check_grid is not None:
         caps.check_grid(grid)
 
     lazy = ref.chunks is not None or sec.chunks is not None
-    search = resolve_coarse(coarse, prior, ref.shape)
     centres, reach = None, 0
     if prior is not None:
         reach = PRIOR_REACH

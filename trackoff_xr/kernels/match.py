@@ -34,6 +34,7 @@ def correlate_and_refine(
     windows: np.ndarray,
     subpixel: str = "gauss-newton",
     refine_on: tuple[np.ndarray, np.ndarray] | None = None,
+    surfaces: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """ZNCC search over the whole window, then sub-pixel refinement of the peak.
 
@@ -46,6 +47,10 @@ def correlate_and_refine(
     the engine marks it as not a measurement
     (:func:`~trackoff_xr.kernels.lattice.match_arrays`).
 
+    ``surfaces`` optionally gives correlation surfaces computed elsewhere
+    (e.g. a combination of several channels' surfaces) to search instead of
+    the ZNCC of ``templates`` in ``windows``.
+
     Returns
     -------
     dy, dx : ndarray (n,), float32
@@ -55,7 +60,8 @@ def correlate_and_refine(
     surfaces : ndarray (n, 2R + 1, 2R + 1)
         The integer correlation surfaces.
     """
-    surfaces = ncc_surfaces(templates, windows)
+    if surfaces is None:
+        surfaces = ncc_surfaces(templates, windows)
     if subpixel != "gauss-newton":
         dy, dx, peak = refine_peaks(surfaces, subpixel)  # type: ignore[arg-type]
     else:

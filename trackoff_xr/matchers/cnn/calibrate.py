@@ -18,7 +18,6 @@ import numpy as np
 
 from ...grid import GridSpec
 from ...kernels import extract_windows
-from ...kernels.match import correlate_and_refine
 from ...testing.synthetic import fractal_texture, glacier_field, speckle, warp
 from .features import DEFAULT_WEIGHTS, extract_channels
 from .matcher import peak_statistics
@@ -68,8 +67,15 @@ def evaluate_points(
     grid: GridSpec,
     weights: str = str(DEFAULT_WEIGHTS),
     subpixel: str = "gauss-newton",
+    fusion: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Match every fitting grid point of a scene; return offsets, peak statistics, errors."""
+    """Match every fitting grid point of a scene; return offsets, peak statistics, errors.
+
+    The points are matched as :class:`~trackoff_xr.matchers.cnn.CNNMatcher`
+    with this ``fusion`` matches them, uncalibrated.
+    """
+    from .matcher import CNNMatcher
+
     ref, sec = scene["ref"], scene["sec"]
     fits_y = grid.window_fits(ref.shape[0])
     fits_x = grid.window_fits(ref.shape[1])
@@ -80,13 +86,10 @@ def evaluate_points(
     fr, fs = extract_channels(ref, weights), extract_channels(sec, weights)
     templates = extract_windows(fr, (int(sy[0]), int(sx[0])), count, s, p)
     windows = extract_windows(fs, (int(sy[0]) - r, int(sx[0]) - r), count, s, p + 2 * r)
-    dy, dx, peak, surfaces = correlate_and_refine(
-        np.ascontiguousarray(templates[..., 0]),
-        np.ascontiguousarray(windows[..., 0]),
-        subpixel,
-        refine_on=(np.ascontiguousarray(templates[..., 1]), np.ascontiguousarray(windows[..., 1])),
-    )
-    _, second = peak_statistics(surfaces)
+    matcher = CNNMatcher(weights=weights, subpixel=subpixel, calibrated=False, fusion=fusion)
+    dy, dx, _, surfaces = matcher.match_surfaces(templates, windows)
+    peak, second = peak_statistics(surfaces)
+    peak[~np.isfinite(surfaces).any(axis=(1, 2))] = np.nan  # nothing could be correlated
     # truth: the displacement averaged over each template
     from scipy.ndimage import uniform_filter
 
@@ -132,11 +135,14 @@ def fit_calibration(
     scenes: int = 24,
     tolerance: float = 0.4,
     size: int = 512,
+    fusion: float = 1.0,
 ) -> dict[str, Any]:
     """Fit the confidence model on generated scenes; report how it holds on others.
 
     Half the scenes fit the model, the other half check it: among points
-    scored >= 0.5 there, the fraction off by more than one pixel.
+    scored >= 0.5 there, the fraction off by more than one pixel. ``fusion``
+    is the matcher's (:class:`~trackoff_xr.matchers.cnn.CNNMatcher`): each
+    searched surface gets its own model, recorded with its ``fusion``.
     """
     rng = np.random.default_rng(seed)
     grids = [GridSpec(64, 32, 16), GridSpec(32, 16, 8)]
@@ -144,7 +150,7 @@ def fit_calibration(
     for i in range(scenes):
         grid = grids[i % len(grids)]
         scene = calibration_scene(rng, size, max_displacement=0.75 * grid.search_radius)
-        parts.append(evaluate_points(scene, grid, weights))
+        parts.append(evaluate_points(scene, grid, weights, fusion=fusion))
     half = len(parts) // 2
 
     def stack(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -163,6 +169,7 @@ def fit_calibration(
     report = {
         **coefficients,
         "target": f"probability that the offset is within {tolerance} px of the truth",
+        "fusion": float(fusion),
         "seed": seed,
         "scenes": scenes,
         "held_out_points": int(check["peak"].size),

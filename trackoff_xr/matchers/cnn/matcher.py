@@ -24,6 +24,7 @@ import numpy as np
 from ...exceptions import InvalidParameterError
 from ...kernels import WindowLattice
 from ...kernels.match import check_subpixel, correlate_and_refine
+from ...kernels.ncc import ncc_surfaces
 from ...kernels.uncertainty import (
     ERROR_OUTPUT_ATTRS,
     ERROR_OUTPUTS,
@@ -42,10 +43,23 @@ from .features import (
     network_radius,
 )
 
-__all__ = ["PATCH_LIMITS", "CNNMatcher", "confidence", "peak_statistics"]
+__all__ = ["FUSION", "PATCH_LIMITS", "CNNMatcher", "confidence", "peak_statistics"]
 
 #: Template sizes the network was validated for (pixels, inclusive).
 PATCH_LIMITS = (16, 256)
+
+#: Weight of the learnt features' correlation in the surface searched; the
+#: rest is the correlation of the normalised image (channel 1). Measured on
+#: the real-texture evaluation (7 cases of benchmarks/real_texture.py, coarse
+#: pass, R=6; > 1 px outliers): the learnt features alone had more than
+#: ``ncc`` in 6 of 7 cases; a weight of 0.5 fewer than ``ncc`` in 6 of 7, 0.3
+#: in 7 of 7 (and the fewest of all in 6), 0.7 more than ``ncc`` in the 3
+#: cases tried. Their errors fall on different points: margins and
+#: saturation for the features, speckle for the image.
+FUSION = 0.3
+
+#: surfaces :func:`peak_statistics` reads at once
+_STATISTICS_BATCH = 256
 
 
 def peak_statistics(surfaces: np.ndarray, exclusion: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -58,13 +72,19 @@ def peak_statistics(surfaces: np.ndarray, exclusion: int = 2) -> tuple[np.ndarra
     (array([0.9]), array([0.5]))
     """
     n, rows, cols = surfaces.shape
-    filled = np.where(np.isfinite(surfaces), surfaces, -1.0).reshape(n, -1)
-    best = filled.argmax(axis=1)
-    r, c = np.divmod(best, cols)
     yy, xx = np.mgrid[0:rows, 0:cols].reshape(2, 1, -1)
-    near = (np.abs(yy - r[:, None]) <= exclusion) & (np.abs(xx - c[:, None]) <= exclusion)
-    second = np.where(near, -1.0, filled).max(axis=1)
-    return filled[np.arange(n), best], second
+    peaks, seconds = [], []
+    # in batches of points: the int64 distance arrays of a whole block's
+    # surfaces (4096 x 33 x 33) took ~90 MB at once
+    for start in range(0, n, _STATISTICS_BATCH) if n else (0,):
+        part = surfaces[start : start + _STATISTICS_BATCH]
+        filled = np.where(np.isfinite(part), part, -1.0).reshape(len(part), rows * cols)
+        best = filled.argmax(axis=1)
+        r, c = np.divmod(best, cols)
+        near = (np.abs(yy - r[:, None]) <= exclusion) & (np.abs(xx - c[:, None]) <= exclusion)
+        seconds.append(np.where(near, -1.0, filled).max(axis=1))
+        peaks.append(filled[np.arange(len(part)), best])
+    return np.concatenate(peaks), np.concatenate(seconds)
 
 
 def confidence(
@@ -102,12 +122,20 @@ class CNNMatcher(MatcherBase):
         Refinement of the integer peak, as for ``method="ncc"``.
     calibrated : bool
         Report the calibrated confidence as ``score`` (default); ``False``
-        reports the raw peak correlation of the features.
+        reports the raw peak of the correlation surface searched.
+    fusion : float, default :data:`FUSION`
+        Weight, in [0, 1], of the learnt features' ZNCC in the surface whose
+        maximum is the integer match; ``1 - fusion`` goes to the ZNCC of the
+        lightly smoothed normalised image. ``1.0`` searches the learnt
+        features alone (the matcher of model v1 before this option). The
+        confidence is calibrated for ``1.0`` and for :data:`FUSION` (both
+        recorded with the weights); for other values ``score`` is the raw peak.
     """
 
     weights: str = str(DEFAULT_WEIGHTS)
     subpixel: str = "gauss-newton"
     calibrated: bool = True
+    fusion: float = FUSION
     name: str = "cnn"
     _meta: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -122,6 +150,12 @@ class CNNMatcher(MatcherBase):
                 "shipped model"
             )
         check_subpixel(self.subpixel)
+        if not (isinstance(self.fusion, (int, float)) and 0.0 <= float(self.fusion) <= 1.0):
+            raise InvalidParameterError(
+                f"fusion={self.fusion!r} is not a weight in [0, 1]; use e.g. fusion=0.5 "
+                "(the default), or 1.0 for the learnt features alone"
+            )
+        object.__setattr__(self, "fusion", float(self.fusion))
         self._meta.update(model_metadata(self.weights))
         # read the architecture once: the engine asks for the context per block
         self._meta["context"] = LCN_RADIUS + network_radius(*architecture(self.weights))
@@ -158,7 +192,8 @@ class CNNMatcher(MatcherBase):
     def __call__(self, templates: Any, windows: Any) -> MatchResultWithErrors:
         """Search on the learnt features (channel 0), refine on channel 1."""
         dy, dx, score, surfaces = self.match_surfaces(templates, windows)
-        model = error_model("cnn", self.subpixel)
+        # fitted for the default mix (also used for other mixes) and for the features alone
+        model = error_model("cnn_features" if self.fusion == 1.0 else "cnn", self.subpixel)
         dy_error, dx_error = match_errors(dy, dx, surfaces, patch_size_of(templates), model)
         return MatchResultWithErrors(dy, dx, score, dy_error, dx_error)
 
@@ -172,18 +207,32 @@ class CNNMatcher(MatcherBase):
                 return batch.channel(index)
             return np.ascontiguousarray(np.asarray(batch)[..., index])
 
+        features = channel(templates, 0), channel(windows, 0)
+        image = channel(templates, 1), channel(windows, 1)
+        surfaces = ncc_surfaces(*features)
+        if self.fusion < 1.0:
+            surfaces *= self.fusion
+            surfaces += (1.0 - self.fusion) * ncc_surfaces(*image)
         dy, dx, peak, surfaces = correlate_and_refine(
-            channel(templates, 0),
-            channel(windows, 0),
-            self.subpixel,
-            refine_on=(channel(templates, 1), channel(windows, 1)),
+            *features, self.subpixel, refine_on=image, surfaces=surfaces
         )
         _, second = peak_statistics(surfaces)
-        coefficients = self._meta.get("calibration") if self.calibrated else None
-        score = confidence(peak, second, coefficients)
+        score = confidence(peak, second, self.calibration if self.calibrated else None)
         score = np.where(np.isfinite(dy), score, 0.0).astype(np.float32)
         return dy, dx, score, surfaces
 
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The confidence model fitted for this matcher's ``fusion``, if the weights hold one."""
+        if self.fusion == 1.0:
+            return self._meta.get("calibration")
+        fused = self._meta.get("calibration_fused")
+        return fused if fused and float(fused.get("fusion", -1)) == self.fusion else None
+
     def describe(self) -> dict[str, Any]:
         """Parameters recorded in the output attributes."""
-        return {"model_version": self._meta.get("version", "unknown"), "subpixel": self.subpixel}
+        return {
+            "model_version": self._meta.get("version", "unknown"),
+            "subpixel": self.subpixel,
+            "fusion": self.fusion,
+        }

@@ -400,10 +400,14 @@ def build_model(
     from ...io.files import write_weights_meta
     from ...io.safety import weights_json
     from .calibrate import fit_calibration
+    from .matcher import FUSION
 
     weights = train(out, seed=seed, steps=steps, mode=mode)
-    report = fit_calibration(str(weights), seed=calibration_seed, scenes=calibration_scenes)
     meta = json.loads(weights_json(weights).read_text())
-    meta["calibration"] = report
+    # one confidence model per searched surface: the learnt features alone, and the default mix
+    for key, fusion in (("calibration", 1.0), ("calibration_fused", FUSION)):
+        meta[key] = fit_calibration(
+            str(weights), seed=calibration_seed, scenes=calibration_scenes, fusion=fusion
+        )
     write_weights_meta(meta, weights, mode="w")  # the JSON train() has just written
     return weights
