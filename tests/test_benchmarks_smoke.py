@@ -28,7 +28,7 @@ EXPECTED = {
         "data": (("glacier_synthetic", "DJ_before.tiff"), ("cat", "CAT1.png")),
         "lines": [
             r"glacier field, 4 looks: RMSE ncc \d+\.\d{3}  cnn \d+\.\d{3}",
-            r"real texture \(P=64, S=32, R=16\)",
+            r"real texture \(P=64, S=32; loop R=16, offsets\(\) defaults\)",
             r"    cnn:  \d+\.\d{3} / ",
             r"real-texture speed 256\^2: loop \d+, ncc \d+",
             r"speed 256\^2: ncc \d+ pts/s, cnn \d+ pts/s",
