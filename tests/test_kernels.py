@@ -221,3 +221,39 @@ def test_dense_grids_share_tiles_and_give_exact_zncc(patch, step, radius, offset
         np.testing.assert_allclose(tiled, direct, atol=2e-5)
     assert not shares_tiles(np.asarray(templates), np.asarray(windows))
     assert not shares_tiles(templates[keep], windows[~keep])
+
+
+@pytest.mark.parametrize("offset", [0.0, 50.0])
+@pytest.mark.parametrize("patch, step, radius", [(64, 32, 6), (48, 16, 5)])
+def test_shifted_dense_grids_share_tiles_and_give_exact_zncc(patch, step, radius, offset):
+    """Searches centred on per-point shifts (a coarse pass) take the tiled path too."""
+    from trackoff_xr.kernels.ncc_tiled import shares_tiles
+
+    ref, sec = _nan_bordered(seed=5)
+    ref, sec = offset + ref, offset + (0.8 if offset else 1.0) * sec
+    reach = 4
+    first = (10 + reach, 12 + reach)
+    count = ((300 - 2 * first[0] - patch - 2 * radius) // step, 6)
+    t_first = (first[0] + radius, first[1] + radius)
+    rng = np.random.default_rng(0)
+    n = count[0] * count[1]
+    # a few distinct centres, in patches of neighbours, as a coarse pass gives
+    shifts = rng.integers(-reach, reach + 1, size=(3, 2))[rng.integers(0, 3, size=n)]
+    shifts[: n // 3] = (2, -3)
+    templates = WindowLattice(ref, t_first, count, step, patch)
+    windows = WindowLattice(sec, first, count, step, patch + 2 * radius, shifts=shifts)
+    keep = np.arange(n) % 5 != 1
+    assert shares_tiles(templates[keep], windows[keep])
+    tiled = ncc_surfaces(templates[keep], windows[keep])
+    direct = ncc_surfaces(np.asarray(templates[keep]), np.asarray(windows[keep]))
+    np.testing.assert_array_equal(np.isnan(tiled), np.isnan(direct))
+    ok = np.isfinite(tiled).all(axis=(1, 2))
+    assert ok.sum() > 10
+    exact = _exact_zncc(templates[keep][ok], windows[keep][ok])
+    np.testing.assert_allclose(tiled[ok], exact, atol=2e-5)
+    # each point's surface is a function of its own template and window:
+    # the same bits when it is computed alone
+    for k in np.flatnonzero(keep)[:: max(1, n // 7)]:
+        alone = ncc_surfaces(templates[[k]], windows[[k]])
+        position = int(np.searchsorted(np.flatnonzero(keep), k))
+        np.testing.assert_array_equal(alone[0], tiled[position])

@@ -100,10 +100,15 @@ def _direct(templates: Any, windows: Any, todo: np.ndarray, out: np.ndarray) -> 
     """One ``matchTemplate`` per item of ``todo``."""
     import cv2
 
+    def views(batch: Any) -> list[Any]:
+        return batch.views(todo) if isinstance(batch, WindowLattice) else [batch[k] for k in todo]
+
     with opencv_threads(1):
-        for k in todo:
+        for k, window, template in zip(
+            todo.tolist(), views(windows), views(templates), strict=True
+        ):
             out[k] = cv2.matchTemplate(
-                np.asarray(windows[k], np.float32),
-                np.asarray(templates[k], np.float32),
+                np.asarray(window, np.float32),
+                np.asarray(template, np.float32),
                 cv2.TM_CCOEFF_NORMED,
             )

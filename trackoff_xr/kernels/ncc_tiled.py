@@ -95,7 +95,10 @@ def shares_tiles(templates: object, windows: object) -> bool:
 
     True for two :class:`WindowLattice` batches of the same points, templates
     of ``P = q * S`` pixels (``q >= 2``) every ``S`` pixels on a 2-D image,
-    and windows ``R`` pixels larger on each side, none shifted off the lattice.
+    and windows ``R`` pixels larger on each side. The windows may be shifted
+    point by point (searches centred on a coarse pass or a prior): a tile is
+    then shared by the templates that hold it *and* search around the same
+    centre.
     """
     if not (isinstance(templates, WindowLattice) and isinstance(windows, WindowLattice)):
         return False
@@ -103,7 +106,6 @@ def shares_tiles(templates: object, windows: object) -> bool:
     radius, odd = divmod(windows.size - patch, 2)
     return (
         templates.regular
-        and windows.regular
         and templates.image.ndim == 2
         and windows.image.ndim == 2
         and windows.step == step
@@ -152,13 +154,18 @@ def tiled_surfaces(
 class _Tiles:
     """The tiles a batch of points needs, with what every template takes from each.
 
-    For tile ``t`` (a ``step`` x ``step`` cell of the reference on the grid
-    anchored at the first template): ``mean[t]``, the float32 mean ``c`` it is
-    centred on; ``u[t]`` and ``v[t]``, the sums of the centred tile and of its
-    squares (template statistics without cancelling raw squares); ``corr[t]``,
-    the correlation ``C(d)`` of the centred tile with its search region minus
-    the secondary cell's mean ``o``; ``shift[t] = o * u[t]``. Everything is a
-    function of the tile's own pixels (chunk invariance).
+    A *tile key* is a ``step`` x ``step`` cell of the reference on the grid
+    anchored at the first template, together with the whole-pixel centre
+    ``(sy, sx)`` its searches are shifted by (zero on a regular lattice): the
+    templates that hold the cell and share that centre share the key. Per
+    key: ``mean``, the float32 mean ``c`` of the reference cell it is centred
+    on; ``u`` and ``v``, the sums of the centred cell and of its squares
+    (template statistics without cancelling raw squares); ``corr``, the
+    correlation ``C(d)`` of the centred cell with its (shifted) search region
+    minus that region's central cell mean ``o``; ``shift = o * u``.
+    ``point_keys[a * q + b, k]`` is the key of tile ``(a, b)`` of point
+    ``k``. Everything is a function of the key's own pixels (chunk
+    invariance; the same bits whichever other points share the batch).
     """
 
     def __init__(self, templates: WindowLattice, windows: WindowLattice, todo: np.ndarray) -> None:
@@ -167,33 +174,44 @@ class _Tiles:
         self.radius = (windows.size - patch) // 2
         self.window = windows.size
         self.first = templates.first
-        self.pi, self.pj = np.divmod(templates.items[todo], templates.count[1])
+        items = templates.items[todo]
+        self.pi, self.pj = np.divmod(items, templates.count[1])
         q = self.q
-        need = np.zeros((templates.count[0] + q - 1, templates.count[1] + q - 1), dtype=bool)
+        if windows.shifts is None:
+            centres = np.zeros((items.size, 2), dtype=np.intp)
+        else:
+            centres = windows.shifts[items]
+        self.centres = centres
+        cells_y, cells_x = templates.count[0] + q - 1, templates.count[1] + q - 1
+        span = 2 * int(np.abs(centres).max(initial=0)) + 1
+        codes = np.empty((q * q, items.size), dtype=np.int64)
         for a in range(q):
             for b in range(q):
-                need[self.pi + a, self.pj + b] = True
-        self.ty, self.tx = np.nonzero(need)
-        self.slot = np.full(need.shape, -1, dtype=np.intp)
-        self.slot[self.ty, self.tx] = np.arange(self.ty.size)
+                cell = (self.pi + a) * cells_x + (self.pj + b)
+                codes[a * q + b] = (cell * span + centres[:, 0] + span // 2) * span + (
+                    centres[:, 1] + span // 2
+                )
+        unique, inverse = np.unique(codes, return_inverse=True)
+        self.point_keys = inverse.reshape(codes.shape)
+        cell, rest = np.divmod(unique, span * span)
+        self.ty, self.tx = np.divmod(cell, cells_x)
+        self.sy, self.sx = (v - span // 2 for v in np.divmod(rest, span))
         ref, sec = templates.image, windows.image
         if not windows.image_is_finite():
             sec = np.where(np.isfinite(sec), sec, np.float32(0))
         self.sec = sec
         ty0, tx0 = self.first
-        rows, cols = need.shape[0] * step, need.shape[1] * step
+        rows, cols = cells_y * step, cells_x * step
         region = ref[ty0 : ty0 + rows, tx0 : tx0 + cols]
         if not templates.image_is_finite():
             region = np.where(np.isfinite(region), region, np.float32(0))
-        self.centred = self._centre(region, need.shape)
-        cells = sec[ty0 : ty0 + rows, tx0 : tx0 + cols]
-        cell_mean = _tile_means(cells, step, need.shape)
-        self.offset = cell_mean.astype(np.float32)[self.ty, self.tx].astype(np.float64)
+        self.centred = self._centre(region, (cells_y, cells_x))
+        self.offset = np.empty(self.ty.size, dtype=np.float64)
         self.corr = self._correlate()
         self.shift = self.offset * self.u
 
     def _centre(self, region: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """Centre every tile on its float32 mean; keep the sums of what remains."""
+        """Centre every reference cell on its float32 mean; keep the sums of what remains."""
         step = self.step
         mean = _tile_means(region, step, shape).astype(np.float32)
         centred = scratch("tiled.centred", region.shape, np.float32)
@@ -206,22 +224,33 @@ class _Tiles:
         self.v = squares.sum(axis=(1, 3))[self.ty, self.tx]
         return centred
 
+    def search_corner(self, key: int) -> tuple[int, int]:
+        """Block row and column where the search region of tile key ``key`` starts."""
+        return (
+            self.first[0] + int(self.ty[key]) * self.step + int(self.sy[key]) - self.radius,
+            self.first[1] + int(self.tx[key]) * self.step + int(self.sx[key]) - self.radius,
+        )
+
     def _correlate(self) -> np.ndarray:
-        """``C(d)`` of every tile: one OpenCV ``TM_CCORR`` each."""
+        """``C(d)`` of every tile key: one OpenCV ``TM_CCORR`` each (fills ``offset``)."""
         import cv2
 
         step, radius = self.step, self.radius
         lags = 2 * radius + 1
         corr = scratch("tiled.corr", (self.ty.size, lags, lags), np.float32)
         search = np.empty((step + 2 * radius, step + 2 * radius), dtype=np.float32)
-        ty0, tx0 = self.first
         with opencv_threads(1):
-            for t, (a, b, offset) in enumerate(
-                zip(self.ty.tolist(), self.tx.tolist(), self.offset.tolist(), strict=True)
-            ):
-                y, x = ty0 + a * step, tx0 + b * step
-                region = self.sec[y - radius : y + step + radius, x - radius : x + step + radius]
+            for t in range(self.ty.size):
+                y, x = self.search_corner(t)
+                region = self.sec[y : y + step + 2 * radius, x : x + step + 2 * radius]
+                # the secondary cell under the tile at the search centre (OpenCV
+                # sums float32 in float64), rounded to the float32 value the
+                # region is centred on
+                cell = region[radius : radius + step, radius : radius + step]
+                offset = float(np.float32(cv2.mean(cell)[0]))
+                self.offset[t] = offset
                 cv2.subtract(region, offset, dst=search)
+                a, b = int(self.ty[t]), int(self.tx[t])
                 tile = self.centred[a * step : (a + 1) * step, b * step : (b + 1) * step]
                 cv2.matchTemplate(search, tile, cv2.TM_CCORR, result=corr[t])
         return corr
@@ -230,8 +259,8 @@ class _Tiles:
         """Block row and column of the search windows of the points ``items``."""
         step, radius = self.step, self.radius
         return (
-            self.first[0] + self.pi[items] * step - radius,
-            self.first[1] + self.pj[items] * step - radius,
+            self.first[0] + self.pi[items] * step + self.centres[items, 0] - radius,
+            self.first[1] + self.pj[items] * step + self.centres[items, 1] - radius,
         )
 
 
@@ -268,14 +297,15 @@ def _surfaces(
         box_sum, box_sq = _local_box_sums(tiles, items)
         lag_sum = box_sum
     else:
-        view = np.lib.stride_tricks.sliding_window_view
-        tile_box = _box_sums(sums, step, "tiled.tile_box")
         ty0, tx0 = tiles.first
-        lag_sum = view(tile_box, (lags, lags))[
-            ty0 + tiles.ty * step - radius, tx0 + tiles.tx * step - radius
-        ]
-        patch_view = view(_box_sums(sums, patch, "tiled.patch_box"), (lags, lags))
-        square_view = view(_box_sums(squares, patch, "tiled.patch_sq"), (lags, lags))
+        lag_sum = _lag_box_sums(
+            sums,
+            ty0 + tiles.ty * step + tiles.sy - radius,
+            tx0 + tiles.tx * step + tiles.sx - radius,
+            step,
+            lags,
+            "tiled.lag_sum",
+        )
     # D(d) = C(d) + o u + c S(d) per tile: a template's numerator is the sum
     # of D over its tiles, minus its mean times its patch sum at d
     tiles_d = np.multiply(lag_sum, tiles.mean[:, None, None], out=scratch("tiled.d", lag_sum.shape))
@@ -286,15 +316,15 @@ def _surfaces(
     batch = min(_BATCH, items.size)
     for lo in range(0, items.size, batch):
         part = items[lo : lo + batch]
-        keys = [tiles.slot[tiles.pi[part] + a, tiles.pj[part] + b]
-                for a in range(q) for b in range(q)]  # fmt: skip
+        keys = [tiles.point_keys[k, part] for k in range(q * q)]
         num = _tile_sum(tiles_d, keys, "tiled.numerator")
         if local:
             s_sum = _tile_sum(box_sum, keys, "tiled.s_sum")
             sq_sum = _tile_sum(box_sq, keys, "tiled.sq_sum")
         else:
             wy, wx = tiles.window_corners(part)
-            s_sum, sq_sum = patch_view[wy, wx], square_view[wy, wx]
+            s_sum = _lag_box_sums(sums, wy, wx, patch, lags, "tiled.patch_box")
+            sq_sum = _lag_box_sums(squares, wy, wx, patch, lags, "tiled.patch_sq")
         out[lo : lo + part.size] = _zncc(tiles, keys, num, s_sum, sq_sum, area)
     return out
 
@@ -358,21 +388,18 @@ def _local_box_sums(tiles: _Tiles, items: np.ndarray) -> tuple[np.ndarray, np.nd
     step, radius = tiles.step, tiles.radius
     lags, extent = 2 * radius + 1, step + 2 * radius
     used = np.zeros(tiles.ty.size, dtype=bool)
-    for a in range(tiles.q):
-        for b in range(tiles.q):
-            used[tiles.slot[tiles.pi[items] + a, tiles.pj[items] + b]] = True
+    used[tiles.point_keys[:, items].ravel()] = True
     box_sum = np.full((tiles.ty.size, lags, lags), np.nan)
     box_sq = np.full((tiles.ty.size, lags, lags), np.nan)
     sums = scratch("tiled.local_sums", (_TILE_BATCH, extent + 1, extent + 1))
     squares = scratch("tiled.local_squares", (_TILE_BATCH, extent + 1, extent + 1))
     todo = np.flatnonzero(used)
-    ty0, tx0 = tiles.first
     with opencv_threads(1):
         for lo in range(0, todo.size, _TILE_BATCH):
             part = todo[lo : lo + _TILE_BATCH]
             for j, t in enumerate(part.tolist()):
-                y, x = ty0 + int(tiles.ty[t]) * step, tx0 + int(tiles.tx[t]) * step
-                region = tiles.sec[y - radius : y + step + radius, x - radius : x + step + radius]
+                y, x = tiles.search_corner(t)
+                region = tiles.sec[y : y + extent, x : x + extent]
                 cv2.integral2(
                     region, sum=sums[j], sqsum=squares[j], sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F
                 )
@@ -399,10 +426,21 @@ def _integrals(image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     return sums, squares
 
 
-def _box_sums(integral: np.ndarray, size: int, name: str) -> np.ndarray:
-    """Sum every ``size`` x ``size`` patch, from an integral image (into scratch ``name``)."""
-    shape = (integral.shape[0] - size, integral.shape[1] - size)
-    total = np.subtract(integral[size:, size:], integral[:-size, size:], out=scratch(name, shape))
-    total -= integral[size:, :-size]
-    total += integral[:-size, :-size]
+def _lag_box_sums(
+    integral: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int, lags: int, name: str
+) -> np.ndarray:
+    """Sum the ``size`` x ``size`` boxes at every lag of the regions at ``(rows, cols)``.
+
+    ``out[k, i, j]`` is the sum of the box with its corner at ``(rows[k] + i,
+    cols[k] + j)``, read from the integral image (one row and column larger
+    than the image) only where it is needed: the same float64 operations, in
+    the same order, as a box sum of the whole image.
+    """
+    view = np.lib.stride_tricks.sliding_window_view(integral, (lags, lags))
+    r, c = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+    total = np.subtract(
+        view[r + size, c + size], view[r, c + size], out=scratch(name, (r.size, lags, lags))
+    )
+    total -= view[r + size, c]
+    total += view[r, c]
     return total

@@ -210,6 +210,13 @@ def refine_translation(
     return py, px, zncc
 
 
+def _views(batch: Any, items: np.ndarray) -> list[np.ndarray]:
+    """Return the windows ``items`` of an array or a lattice, read in place."""
+    if hasattr(batch, "views"):
+        return batch.views(items)
+    return [batch[item] for item in items.tolist()]
+
+
 def _refine_batch(
     templates: Any,
     windows: Any,
@@ -232,8 +239,8 @@ def _refine_batch(
     if isinstance(templates, np.ndarray):
         tmpl[...] = templates[items]
     else:  # views of a lattice, copied straight into the buffer
-        for j, item in enumerate(items.tolist()):
-            tmpl[j] = templates[item]
+        for j, view in enumerate(_views(templates, items)):
+            tmpl[j] = view
     # basis[:, 0]: the normalised template core; [:, 1], [:, 2]: its row and
     # column gradients (central differences; the outer _BORDER pixels are out)
     basis = work.basis[:m]
@@ -270,7 +277,7 @@ def _refine_batch(
     inv[:, 0, 1] = inv[:, 1, 0] = -hyx / safe
 
     start_y, start_x = py[items].copy(), px[items].copy()
-    views = [np.asarray(windows[item], np.float32) for item in items.tolist()]
+    views = [np.asarray(view, np.float32) for view in _views(windows, items)]
     for _ in range(iterations):
         act = np.flatnonzero(active)
         if act.size == 0:

@@ -229,6 +229,24 @@ class WindowLattice:
             self.shifts,
         )
 
+    def views(self, positions: np.ndarray | None = None) -> list[np.ndarray]:
+        """In-place views of the windows at ``positions`` (all by default), one per window.
+
+        The same arrays as ``[lattice[k] for k in positions]``, with the
+        corners found in one vectorised step.
+
+        Examples
+        --------
+        >>> img = np.arange(36.0).reshape(6, 6)
+        >>> lat = WindowLattice(img, (0, 1), (2, 2), 3, 2)
+        >>> [np.array_equal(v, lat[k]) for k, v in enumerate(lat.views())]
+        [True, True, True, True]
+        """
+        picked = self.items if positions is None else self.items[np.asarray(positions)]
+        rows, cols = self._positions(picked)
+        view = self._view
+        return [view[r, c] for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         rows, cols = self._positions(self.items)
         out = self._view[rows, cols]  # fancy indexing copies
