@@ -1,5 +1,7 @@
 """The CNN matcher's searched surface: learnt features, the normalised image, or a mix."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ pytest.importorskip("tensorflow")
 
 import trackoff_xr  # noqa: E402
 from trackoff_xr import InvalidParameterError  # noqa: E402
+from trackoff_xr.grid import GridSpec  # noqa: E402
 from trackoff_xr.kernels import extract_windows  # noqa: E402
 from trackoff_xr.kernels.ncc import ncc_surfaces  # noqa: E402
 from trackoff_xr.matchers.cnn.features import extract_channels  # noqa: E402
@@ -71,3 +74,42 @@ def test_fusion_reaches_the_matcher_and_the_attributes():
     ds = trackoff_xr.offsets(ref, sec, patch_size=32, spacing=32, search_radius=4, fusion=1.0)
     assert ds.attrs["cnn_fusion"] == 1.0
     assert trackoff_xr.offsets(ref, sec, patch_size=32, spacing=32).attrs["cnn_fusion"] == FUSION
+
+
+def test_calibration_recipe_is_one_pixel_on_fractal_and_sar_like_scenes(monkeypatch):
+    """The score is P(within 1 px), fitted and checked on both kinds of generated scene."""
+    from trackoff_xr.matchers.cnn import calibrate
+
+    seen = []
+    real_fractal, real_sar = calibrate.calibration_scene, calibrate.sar_calibration_scene
+
+    def spy(kind, make):
+        def wrapped(rng, size, max_displacement):
+            seen.append(kind)
+            return make(rng, size, max_displacement=max_displacement)
+
+        return wrapped
+
+    monkeypatch.setattr(calibrate, "calibration_scene", spy("fractal", real_fractal))
+    monkeypatch.setattr(calibrate, "sar_calibration_scene", spy("sar", real_sar))
+    first = calibrate.fit_calibration(scenes=12, size=256, fusion=0.3)
+    assert seen == (["fractal"] * 3 + ["sar"] * 3) * 2  # one of each kind per grid, per run
+    assert calibrate.CALIBRATION_GRIDS[0] == GridSpec(64, 32, 6)  # the default fine search
+    assert first["target"] == "probability that the offset is within 1.0 px of the truth"
+    assert first["held_out_points"] > 0 and 0 <= first["held_out_good_scored_below_0.1"] <= 1
+    again = calibrate.fit_calibration(scenes=12, size=256, fusion=0.3)
+    assert {k: again[k] for k in ("intercept", "peak", "margin")} == {
+        k: first[k] for k in ("intercept", "peak", "margin")
+    }
+
+
+def test_shipped_calibrations_follow_the_recipe():
+    import json
+
+    from trackoff_xr.matchers.cnn.features import DEFAULT_WEIGHTS
+
+    meta = json.loads(Path(str(DEFAULT_WEIGHTS)).with_suffix("").with_suffix(".json").read_text())
+    for key, fusion in (("calibration", 1.0), ("calibration_fused", FUSION)):
+        fitted = meta[key]
+        assert fitted["fusion"] == fusion and fitted["scenes"] == 96 and fitted["seed"] == 1000
+        assert fitted["target"].endswith("within 1.0 px of the truth")

@@ -1145,7 +1145,7 @@ def demo(out_dir: str, size: int, method: str, seed: int) -> None:
 )
 @click.option(
     "--calibration-scenes",
-    default=24,
+    default=96,
     show_default=True,
     type=click.IntRange(min=2),
     help="Generated scenes for the confidence calibration.",

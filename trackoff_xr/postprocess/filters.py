@@ -566,6 +566,11 @@ def filter_offsets(
       patches. The score is a weak test: the matcher's blunders had a
       *median* score of 0.24-0.27, so it is only a gate against
       featureless and flat templates; the median test does the real work.
+    * For ``method="cnn"`` the score is a calibrated probability that the
+      offset is within 1 px (:mod:`trackoff_xr.matchers.cnn.calibrate`):
+      ``min_score=0.1`` drops points the model finds nine times more likely
+      wrong than right; on held-out generated scenes it dropped 2.6 % of the
+      good points.
     * ``min_neighbours=3``: a point needs a few valid neighbours to be
       checked at all; isolated survivors are dropped.
 

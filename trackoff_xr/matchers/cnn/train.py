@@ -386,7 +386,7 @@ def build_model(
     seed: int = 0,
     steps: int = 3000,
     calibration_seed: int = 1000,
-    calibration_scenes: int = 24,
+    calibration_scenes: int = 96,
     mode: str = "w-",
 ) -> Path:
     """Train, then calibrate the confidence: the recipe of the shipped weights.
