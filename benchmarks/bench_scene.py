@@ -9,7 +9,8 @@ on a quarter and on the full scene, with the threaded scheduler (2 threads)
 and on a ``LocalCluster(n_workers=2, threads_per_worker=1,
 memory_limit="2GiB")``. Reported: seconds, points/s, peak RSS of the process
 and of each worker, worker restarts and spilled bytes, and the ratios
-full/quarter (memory and speed) and distributed/threaded.
+full/quarter (memory and speed) and distributed/threaded, and the largest
+difference of the offsets between the threaded and the distributed run.
 
 Run: ``python benchmarks/bench_scene.py [--scale 0.25] [--methods ncc cnn]``
 (``--scale`` shrinks both sides of the scene, for a quick look; ``--smoke`` runs a
@@ -122,6 +123,21 @@ def measure(store: Path, work: Path, method: str, part: str, scheduler: str) -> 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def same_results(first: Path, second: Path) -> float:
+    """Largest difference (px) of ``dy``/``dx`` between two result stores (NaN where they agree)."""
+    import numpy as np
+    import xarray as xr
+
+    worst = 0.0
+    with xr.open_zarr(first) as a, xr.open_zarr(second) as b:
+        for name in ("dy", "dx"):
+            x, y = a[name].values, b[name].values
+            if not np.array_equal(np.isnan(x), np.isnan(y)):
+                return float("inf")
+            worst = max(worst, float(np.nanmax(np.abs(x - y), initial=0.0)))
+    return worst
+
+
 def run(scale: float = 1.0, methods=("ncc", "cnn"), schedulers=("threads", "cluster")) -> dict:
     """Write the scene, measure every configuration, compute the ratios."""
     shape = (int(IW_SHAPE[0] * scale), int(IW_SHAPE[1] * scale))
@@ -135,6 +151,16 @@ def run(scale: float = 1.0, methods=("ncc", "cnn"), schedulers=("threads", "clus
                     key = f"{method}/{scheduler}/{part}"
                     report["runs"][key] = measure(store, Path(tmp), method, part, scheduler)
                     print(key, json.dumps(report["runs"][key]), file=sys.stderr)
+        for method in methods:
+            for part in ("quarter", "full"):
+                keys = [f"{method}/{s}/{part}" for s in ("threads", "cluster")]
+                if all(k in report["runs"] and "error" not in report["runs"][k] for k in keys):
+                    outputs = [
+                        Path(tmp) / f"out-{method}-{part}-{s}.zarr" for s in ("threads", "cluster")
+                    ]
+                    report[f"{method}/{part}/threads_vs_cluster_max_abs_px"] = same_results(
+                        *outputs
+                    )
     for method in methods:
         for scheduler in schedulers:
             quarter = report["runs"][f"{method}/{scheduler}/quarter"]
@@ -180,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{key:>24}: {r['seconds']:.0f} s, {r['points_per_s']:.0f} pts/s, peak "
             f"{r['peak_rss'] / gib:.2f} GiB{workers}"
         )
+    for key, value in report.items():
+        if key.endswith(("_peak", "_speed", "_max_abs_px")):
+            print(f"{key:>44}: {value:.3g}")
 
 
 if __name__ == "__main__":

@@ -54,3 +54,70 @@ def test_both_networks_share_one_tensorflow_configuration():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out[-4:] == ["(1,", "3)", "1", "3"]
+
+
+@pytest.mark.parametrize("bad", ["gpu0", 1, None])
+def test_bad_tf_device_is_refused(bad):
+    with pytest.raises(trackoff_xr.InvalidParameterError, match="tf_device"):
+        set_options(tf_device=bad)
+
+
+def test_tf_device_environment_default(monkeypatch):
+    monkeypatch.setenv("TRACKOFF_TF_DEVICE", "CPU")
+    assert get_options()["tf_device"] == "cpu"
+    monkeypatch.setenv("TRACKOFF_TF_DEVICE", "tpu")
+    with pytest.raises(trackoff_xr.InvalidParameterError, match="TRACKOFF_TF_DEVICE"):
+        get_options()
+
+
+class _FakeTF:
+    """Just the tf.config calls the device set-up makes, recorded."""
+
+    def __init__(self, gpus, initialised=False):
+        from types import SimpleNamespace
+
+        self.calls = []
+
+        def visible(devices, kind):
+            if initialised:
+                raise RuntimeError("Visible devices cannot be modified after being initialized")
+            self.calls.append(("visible", devices, kind))
+
+        def growth(gpu, grow):
+            if initialised:
+                raise RuntimeError("Physical devices cannot be modified after being initialized")
+            self.calls.append(("growth", gpu, grow))
+
+        self.config = SimpleNamespace(
+            list_physical_devices=lambda kind: list(gpus) if kind == "GPU" else [],
+            set_visible_devices=visible,
+            experimental=SimpleNamespace(set_memory_growth=growth),
+        )
+
+
+def test_gpus_grow_their_memory_or_are_hidden():
+    from trackoff_xr.tf_runtime import configure_devices
+
+    two = _FakeTF(["GPU:0", "GPU:1"])
+    assert configure_devices(two, "auto") == "gpu"
+    assert two.calls == [("growth", "GPU:0", True), ("growth", "GPU:1", True)]
+    hidden = _FakeTF(["GPU:0"])
+    assert configure_devices(hidden, "cpu") == "cpu"
+    assert hidden.calls == [("visible", [], "GPU")]
+    none = _FakeTF([])
+    assert configure_devices(none, "auto") == "cpu" and none.calls == []
+    late = _FakeTF(["GPU:0"], initialised=True)  # TensorFlow already ran: kept, no error
+    assert configure_devices(late, "auto") == "gpu"
+
+
+def test_networks_run_on_a_gpu_exactly_when_one_is_seen():
+    code = (
+        "from trackoff_xr.tf_runtime import tensorflow, device\n"
+        "tf = tensorflow('cnn')\n"
+        "print(device(), len(tf.config.list_physical_devices('GPU')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    # on a GPU when TensorFlow sees one (this CPU machine: none), else on the CPU
+    assert out[-2] == ("gpu" if out[-1] != "0" else "cpu")

@@ -1,8 +1,14 @@
 """One TensorFlow set-up for every network of the package (the CNN and the classifier).
 
 TensorFlow is imported only here and only when a TensorFlow method runs, and
-its thread pools are sized once per process from :func:`trackoff_xr.get_options`,
-whichever network runs first.
+its thread pools and devices are set once per process from
+:func:`trackoff_xr.get_options`, whichever network runs first.
+
+GPUs: with the ``cnn-gpu`` install extra, TensorFlow sees the machine's
+GPUs, and with ``tf_device="auto"`` (the default) the networks run there,
+strip by strip as on the CPU (so GPU memory is bounded by the strip, not the
+scene). Each GPU's memory is grown as needed rather than reserved whole, so
+several dask workers can share one. ``tf_device="cpu"`` hides the GPUs.
 """
 
 from __future__ import annotations
@@ -13,10 +19,47 @@ from typing import Any
 from .exceptions import MethodNotAvailableError
 from .options import get_options
 
-__all__ = ["tensorflow"]
+__all__ = ["configure_devices", "tensorflow"]
 
 _lock = threading.Lock()
 _pools: tuple[int, int] | None = None  # (intra, inter) once TensorFlow was set up
+_device: str | None = None  # "gpu" or "cpu" once TensorFlow was set up
+
+
+def configure_devices(tf: Any, device: str) -> str:
+    """Set up TensorFlow's GPUs for ``device`` (``"auto"`` or ``"cpu"``); return the one used.
+
+    ``"auto"`` with GPUs visible: memory growth on each (no GPU is reserved
+    whole by one process) and ``"gpu"`` is returned; ``"cpu"``: the GPUs are
+    made invisible. Without GPUs, ``"cpu"``. Once TensorFlow has run, its
+    devices can no longer change: what it has is kept and reported.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> calls = []
+    >>> fake = SimpleNamespace(config=SimpleNamespace(
+    ...     list_physical_devices=lambda kind: ["GPU:0"] if kind == "GPU" else [],
+    ...     set_visible_devices=lambda devices, kind: calls.append(("visible", devices, kind)),
+    ...     experimental=SimpleNamespace(
+    ...         set_memory_growth=lambda gpu, grow: calls.append(("growth", gpu, grow)))))
+    >>> configure_devices(fake, "auto"), calls
+    ('gpu', [('growth', 'GPU:0', True)])
+    >>> calls.clear(); configure_devices(fake, "cpu"), calls
+    ('cpu', [('visible', [], 'GPU')])
+    """
+    gpus = list(tf.config.list_physical_devices("GPU"))
+    if not gpus:
+        return "cpu"
+    try:
+        if device == "cpu":
+            tf.config.set_visible_devices([], "GPU")
+            return "cpu"
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # TensorFlow already initialised its devices: keep them
+        pass
+    return "gpu" if device != "cpu" else "cpu"
 
 
 def tensorflow(method: str) -> Any:
@@ -44,8 +87,10 @@ def tensorflow(method: str) -> Any:
             f"method={method!r} needs TensorFlow, which is not installed; install it with "
             "pip install 'trackoff_xr[cnn]', or use method='ncc'"
         ) from exc
-    global _pools
+    global _pools, _device
     with _lock:
+        if _device is None:
+            _device = configure_devices(tf, get_options()["tf_device"])
         if _pools is None:
             options = get_options()
             intra, inter = options["tf_intra_op_threads"], options["tf_inter_op_threads"]
@@ -56,6 +101,11 @@ def tensorflow(method: str) -> Any:
                 pass
             _pools = (intra, inter)
     return tf
+
+
+def device() -> str | None:
+    """Return where the networks run (``"gpu"`` or ``"cpu"``), or None before TensorFlow ran."""
+    return _device
 
 
 def thread_pools() -> tuple[int, int] | None:

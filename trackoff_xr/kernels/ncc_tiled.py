@@ -249,7 +249,7 @@ class _Tiles:
                 cell = region[radius : radius + step, radius : radius + step]
                 offset = float(np.float32(cv2.mean(cell)[0]))
                 self.offset[t] = offset
-                cv2.subtract(region, offset, dst=search)
+                cv2.subtract(region, offset, dst=search)  # type: ignore[call-overload]  # a scalar
                 a, b = int(self.ty[t]), int(self.tx[t])
                 tile = self.centred[a * step : (a + 1) * step, b * step : (b + 1) * step]
                 cv2.matchTemplate(search, tile, cv2.TM_CCORR, result=corr[t])
