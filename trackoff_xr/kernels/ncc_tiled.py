@@ -35,9 +35,18 @@ of the exact ZNCC (tested). Featureless patches are judged relative to their
 own magnitude (:func:`featureless`), so results do not depend on the images'
 scale either (tested from 1e-8 to 1e8).
 
+Searches centred point by point (a coarse pass or a prior moves each window
+by a whole-pixel centre) share tiles too: a tile is keyed by its cell *and*
+its centre, so the templates holding the cell that search around the same
+centre share one correlation, and a point's numbers still depend only on its
+own template and window (the same bits alone or in any batch; tested).
+
 Measured for 1024 points of a 1120 px block (P = 64, S = 32, R = 16), one
 thread: about 48 µs per point against 88 µs for one ``matchTemplate`` per
-point.
+point. Centred on a prior (R = 6, 4096² real-texture pair, 2 threads, two
+interleaved runs in fresh processes), the fine pass took 1.65-1.72 s through
+this path against 2.40-2.60 s when each shifted window went through its own
+``matchTemplate``.
 """
 
 from __future__ import annotations
