@@ -39,6 +39,12 @@ def test_bad_environment_value_is_named(monkeypatch):
         get_options()
 
 
+def _python(code):
+    """Run ``code`` in a fresh interpreter; return its printed words."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
 def test_both_networks_share_one_tensorflow_configuration():
     # in a fresh process: whichever network asks first, both get the options' pools
     code = (
@@ -50,9 +56,7 @@ def test_both_networks_share_one_tensorflow_configuration():
         "print(thread_pools(), tf.config.threading.get_intra_op_parallelism_threads(),\n"
         "      tf.config.threading.get_inter_op_parallelism_threads())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = _python(code)
     assert out[-4:] == ["(1,", "3)", "1", "3"]
 
 
@@ -108,6 +112,7 @@ def test_gpus_grow_their_memory_or_are_hidden():
     assert configure_devices(none, "auto") == "cpu" and none.calls == []
     late = _FakeTF(["GPU:0"], initialised=True)  # TensorFlow already ran: kept, no error
     assert configure_devices(late, "auto") == "gpu"
+    assert configure_devices(late, "cpu") == "gpu"  # too late to hide its GPUs: said so
 
 
 def test_networks_run_on_a_gpu_exactly_when_one_is_seen():
@@ -116,8 +121,6 @@ def test_networks_run_on_a_gpu_exactly_when_one_is_seen():
         "tf = tensorflow('cnn')\n"
         "print(device(), len(tf.config.list_physical_devices('GPU')))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = _python(code)
     # on a GPU when TensorFlow sees one (this CPU machine: none), else on the CPU
     assert out[-2] == ("gpu" if out[-1] != "0" else "cpu")

@@ -51,15 +51,18 @@ def configure_devices(tf: Any, device: str) -> str:
     gpus = list(tf.config.list_physical_devices("GPU"))
     if not gpus:
         return "cpu"
-    try:
-        if device == "cpu":
+    if device == "cpu":
+        try:
             tf.config.set_visible_devices([], "GPU")
-            return "cpu"
-        for gpu in gpus:
+        except RuntimeError:  # TensorFlow already initialised its GPUs: they stay in use
+            return "gpu"
+        return "cpu"
+    for gpu in gpus:
+        try:
             tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:  # TensorFlow already initialised its devices: keep them
-        pass
-    return "gpu" if device != "cpu" else "cpu"
+        except RuntimeError:  # already initialised: its memory policy is kept
+            pass
+    return "gpu"
 
 
 def tensorflow(method: str) -> Any:
@@ -89,10 +92,9 @@ def tensorflow(method: str) -> Any:
         ) from exc
     global _pools, _device
     with _lock:
-        if _device is None:
-            _device = configure_devices(tf, get_options()["tf_device"])
         if _pools is None:
             options = get_options()
+            _device = configure_devices(tf, options["tf_device"])
             intra, inter = options["tf_intra_op_threads"], options["tf_inter_op_threads"]
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(intra)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .ncc_tiled import flat_range, shares_tiles, tiled_surfaces
 from .threads import opencv_threads
-from .windows import WindowLattice
+from .windows import WindowLattice, window_views
 
 __all__ = ["ncc_surfaces"]
 
@@ -100,12 +100,9 @@ def _direct(templates: Any, windows: Any, todo: np.ndarray, out: np.ndarray) -> 
     """One ``matchTemplate`` per item of ``todo``."""
     import cv2
 
-    def views(batch: Any) -> list[Any]:
-        return batch.views(todo) if isinstance(batch, WindowLattice) else [batch[k] for k in todo]
-
     with opencv_threads(1):
         for k, window, template in zip(
-            todo.tolist(), views(windows), views(templates), strict=True
+            todo.tolist(), window_views(windows, todo), window_views(templates, todo), strict=True
         ):
             out[k] = cv2.matchTemplate(
                 np.asarray(window, np.float32),

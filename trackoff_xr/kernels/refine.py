@@ -29,6 +29,7 @@ import numpy as np
 from .ncc_tiled import FLAT_RTOL
 from .scratch import scratch
 from .threads import opencv_threads
+from .windows import window_views
 
 __all__ = ["refine_translation"]
 
@@ -210,13 +211,6 @@ def refine_translation(
     return py, px, zncc
 
 
-def _views(batch: Any, items: np.ndarray) -> list[np.ndarray]:
-    """Return the windows ``items`` of an array or a lattice, read in place."""
-    if hasattr(batch, "views"):
-        return batch.views(items)
-    return [batch[item] for item in items.tolist()]
-
-
 def _refine_batch(
     templates: Any,
     windows: Any,
@@ -239,7 +233,7 @@ def _refine_batch(
     if isinstance(templates, np.ndarray):
         tmpl[...] = templates[items]
     else:  # views of a lattice, copied straight into the buffer
-        for j, view in enumerate(_views(templates, items)):
+        for j, view in enumerate(window_views(templates, items)):
             tmpl[j] = view
     # basis[:, 0]: the normalised template core; [:, 1], [:, 2]: its row and
     # column gradients (central differences; the outer _BORDER pixels are out)
@@ -277,7 +271,7 @@ def _refine_batch(
     inv[:, 0, 1] = inv[:, 1, 0] = -hyx / safe
 
     start_y, start_x = py[items].copy(), px[items].copy()
-    views = [np.asarray(view, np.float32) for view in _views(windows, items)]
+    views = [np.asarray(view, np.float32) for view in window_views(windows, items)]
     for _ in range(iterations):
         act = np.flatnonzero(active)
         if act.size == 0:

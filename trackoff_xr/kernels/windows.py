@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WindowLattice", "extract_windows"]
+__all__ = ["WindowLattice", "extract_windows", "window_views"]
 
 
 def _lattice_view(
@@ -354,3 +354,19 @@ class WindowLattice:
         r, c = self.corners()
         s = self.size
         return integral[r + s, c + s] - integral[r, c + s] - integral[r + s, c] + integral[r, c]
+
+
+def window_views(batch: Any, items: np.ndarray) -> list[np.ndarray]:
+    """Return the windows ``items`` of a batch, read in place (a lattice's views, an array's rows).
+
+    Examples
+    --------
+    >>> img = np.arange(36.0).reshape(6, 6)
+    >>> lat = WindowLattice(img, (0, 1), (2, 2), 3, 2)
+    >>> [np.array_equal(a, b) for a, b in zip(window_views(lat, np.array([1, 3])),
+    ...                                       window_views(np.asarray(lat), np.array([1, 3])))]
+    [True, True]
+    """
+    if isinstance(batch, WindowLattice):
+        return batch.views(items)
+    return [batch[item] for item in np.asarray(items).tolist()]
