@@ -12,9 +12,10 @@ and of each worker, worker restarts and spilled bytes, and the ratios
 full/quarter (memory and speed) and distributed/threaded, and the largest
 difference of the offsets between the threaded and the distributed run.
 
-Run: ``python benchmarks/bench_scene.py [--scale 0.25] [--methods ncc cnn]``
-(``--scale`` shrinks both sides of the scene, for a quick look; ``--smoke`` runs a
-tiny scene with ncc on threads, as the test suite does).
+Run: ``python benchmarks/bench_scene.py [--scale 0.25] [--methods ncc cnn] [--store PATH]``
+(``--scale`` shrinks both sides of the scene, for a quick look; ``--store`` keeps
+the scene for reruns: written there if the path does not exist, else read as it
+is; ``--smoke`` runs a tiny scene with ncc on threads, as the test suite does).
 """
 
 from __future__ import annotations
@@ -138,13 +139,24 @@ def same_results(first: Path, second: Path) -> float:
     return worst
 
 
-def run(scale: float = 1.0, methods=("ncc", "cnn"), schedulers=("threads", "cluster")) -> dict:
-    """Write the scene, measure every configuration, compute the ratios."""
+def run(
+    scale: float = 1.0,
+    methods=("ncc", "cnn"),
+    schedulers=("threads", "cluster"),
+    store: Path | None = None,
+) -> dict:
+    """Write the scene, measure every configuration, compute the ratios.
+
+    With ``store``, the scene is read from there, and written there first
+    only if nothing is there yet (an existing path is never written to).
+    """
     shape = (int(IW_SHAPE[0] * scale), int(IW_SHAPE[1] * scale))
     report: dict = {"scene": list(shape), "chunks": CHUNKS, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        store = Path(tmp) / "scene.zarr"
-        write_scene(store, shape)
+        if store is None:
+            store = Path(tmp) / "scene.zarr"
+        if not store.exists():
+            write_scene(store, shape)
         for method in methods:
             for scheduler in schedulers:
                 for part in ("quarter", "full"):
@@ -186,10 +198,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny scene, ncc, threads: checks that it runs"
     )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="read the scene from this Zarr store; it is written there first if the path "
+        "does not exist (keep it for reruns; an existing path is never written to)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.methods, args.schedulers = 0.02, ["ncc"], ["threads"]
-    report = run(args.scale, tuple(args.methods), tuple(args.schedulers))
+    report = run(args.scale, tuple(args.methods), tuple(args.schedulers), args.store)
     print(json.dumps(report, indent=2, default=lambda v: round(v, 4)))
     gib = 2.0**30
     for key, r in report["runs"].items():

@@ -13,6 +13,7 @@ from dask.callbacks import Callback
 import trackoff_xr
 from trackoff_xr.blockwise import match_blockwise, reads_privately
 from trackoff_xr.matchers import get_matcher
+from trackoff_xr.search import CoarseSearch
 from trackoff_xr.testing.synthetic import shifted_pair
 
 GRID = trackoff_xr.GridSpec(patch_size=32, spacing=32, search_radius=4)
@@ -161,3 +162,70 @@ def test_feature_channels_are_contiguous_planes():
             lattice = WindowLattice(features_block, (0, 0), (2, 2), 8, 16)
             assert np.shares_memory(lattice.channel(c).image, features_block)
     np.testing.assert_array_equal(block, staged[:40, :30])
+
+
+#: a coarse pass sized for the small store: blocks of 48 coarse pixels
+SMALL_COARSE = CoarseSearch(factor=2, patch_size=16, spacing=8, search_radius=4)
+
+
+class HeldCoarseImages(Callback):
+    """Largest number of coarse image pieces (block means) in the threaded scheduler's cache."""
+
+    def _start_state(self, dsk, state):
+        self.peak = 0
+
+    def _posttask(self, key, result, dsk, state, id):
+        names = (str(k[0] if isinstance(k, tuple) else k) for k in state["cache"])
+        held = sum(1 for name in names if "block-means" in name or "block_average" in name)
+        self.peak = max(self.peak, held)
+
+
+def _coarse_peak(store, n, computed=False):
+    from trackoff_xr.search import coarse_centres
+
+    pair = xr.open_zarr(store)
+    ref, sec = (pair[v].isel(y=slice(0, n * CHUNK), x=slice(0, n * CHUNK)) for v in ("ref", "sec"))
+    if computed:  # chunks computed from the store: the coarse images are shared chunks
+        ref, sec = ref * 1, sec * 1
+    counter = HeldCoarseImages()
+    with counter:
+        centres = coarse_centres(ref.data, sec.data, GRID, SMALL_COARSE).compute(
+            scheduler="threads", num_workers=2
+        )
+    return counter.peak, centres
+
+
+def test_coarse_images_held_do_not_grow_with_the_scene(store):
+    """Each coarse block reads and averages its own region: no coarse image is held."""
+    small, _ = _coarse_peak(store, 3)
+    big, _ = _coarse_peak(store, 12)
+    # two threads, each waiting with at most its block's two coarse images
+    assert small <= 2 * 2 and big <= 2 * 2
+    shared_small, _ = _coarse_peak(store, 3, computed=True)
+    shared_big, _ = _coarse_peak(store, 12, computed=True)
+    assert shared_big > 2 * shared_small  # the count is sensitive: shared chunks grow
+
+
+def test_coarse_pass_read_privately_equals_shared_chunks(store):
+    _, private = _coarse_peak(store, 12)
+    _, shared = _coarse_peak(store, 12, computed=True)
+    np.testing.assert_array_equal(private, shared)
+    assert np.all(np.abs(np.median(private, axis=(0, 1)) - (1, 2)) <= 1)
+
+
+@pytest.mark.parametrize("chunks", [(96, 96), (97, 61)])
+def test_block_means_equal_the_chunkwise_coarse_image(store, chunks):
+    """Whole-block pieces are averaged one by one, others assembled first: same pixels."""
+    import dask
+    from trackoff_xr.blockwise import BlockMeans, _private_pieces
+    from trackoff_xr.search import _block_mean
+
+    ref = xr.open_zarr(store, chunks=dict(zip(("y", "x"), chunks))).ref.data[:701, :655]
+    means = BlockMeans(ref, 2)
+    expected = _block_mean(ref * 1, 2).compute()
+    assert means.shape == expected.shape == (350, 327)
+    keys, places, graph = _private_pieces(means, (-5, 130), (200, 400))  # past two edges
+    region = dask.get(graph, keys[0])
+    ((_, (rows, cols)),) = places
+    assert (rows, cols) == (slice(5, 135), slice(0, 127))
+    np.testing.assert_array_equal(region, expected[0:130, 200:327])

@@ -44,6 +44,7 @@ __all__ = [
     "EDGE_FIELD",
     "OUTPUT_FIELDS",
     "AxisPlan",
+    "BlockMeans",
     "match_arrays",
     "match_blockwise",
     "transform_blockwise",
@@ -301,7 +302,9 @@ def reads_privately(array: Any) -> bool:
     source cut out by slicing (``isel``, ``[a:b]``) still only reads: dask
     fuses the slices into the read.
     """
-    if array.ndim != 2:
+    if isinstance(array, BlockMeans):
+        return True
+    if array.ndim != 2 or not hasattr(array, "__dask_graph__"):
         return False
     graph = array.__dask_graph__()
     layers = getattr(graph, "layers", None)
@@ -317,6 +320,121 @@ def reads_privately(array: Any) -> bool:
     return len(layers[source]) == 1 and not graph.dependencies.get(source)
 
 
+def _average_region(chunks: list, places: list, shape: tuple[int, int], factor: int) -> np.ndarray:
+    """Assemble a full-resolution region and average it in ``factor`` x ``factor`` blocks."""
+    from .kernels.centring import block_average
+
+    # the kernel the shared path (chunk by chunk) uses too, and a block mean
+    # reads its own block only: both paths agree bit for bit
+    f = factor
+    edges = [s.start for _, dst in places for s in dst] + [s.stop for _, dst in places for s in dst]
+    if any(e % f for e in edges):  # pieces not in whole blocks: assemble the region first
+        return block_average(_assemble(shape, chunks, places), f)
+    out = np.empty((shape[0] // f, shape[1] // f), dtype=np.float32)
+    for chunk, (src, (rows, cols)) in zip(chunks, places, strict=True):
+        out[rows.start // f : rows.stop // f, cols.start // f : cols.stop // f] = block_average(
+            chunk[src], f
+        )
+    return out
+
+
+#: source chunks along each side of a :class:`BlockMeans` chunk. Coarse pass
+#: (spacing 16) of a full IW scene from a Zarr store (16,685 x 25,788 px, 2048
+#: chunks, factor 4, 2 threads): shared coarse chunks 6.2 s, but 184 of the 234
+#: were held at once (215 MB, growing with the scene); private, span 1: 11.6 s,
+#: peak 450 MB flat; span 2: 6.7 s, but a 32/8 coarse grid then peaked at
+#: 1.68 GB (the NCC kernel's memory grows with the points per block); span 4:
+#: 9.3 s (too few blocks for the threads)
+BLOCK_MEANS_SPAN = 1
+
+
+@dataclass(frozen=True, eq=False)
+class BlockMeans:
+    """A 2-D image averaged in ``factor`` x ``factor`` blocks, read region by region.
+
+    :func:`match_blockwise` given one (the coarse pass of
+    :mod:`trackoff_xr.search` makes them) reads, for each of its blocks,
+    only the full-resolution pixels under that block's region, privately as
+    it reads a store, and averages them inside the block's own task. No
+    coarse image is ever held between tasks: with coarse images computed
+    once per chunk and shared, dask's threaded scheduler held 184 of the
+    234 coarse chunks of a full IW scene at once (215 MB). A tail shorter
+    than ``factor`` is left out, as :func:`dask.array.coarsen` after
+    trimming would.
+
+    Parameters
+    ----------
+    source : dask.array.Array, shape (rows, cols)
+        The full-resolution image; it must read privately
+        (:func:`reads_privately`).
+    factor : int
+        Block size.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> image = da.from_array(np.arange(64.0).reshape(8, 8), chunks=4)
+    >>> means = BlockMeans(image, 2)
+    >>> means.shape, means.chunks
+    ((4, 4), ((4,), (4,)))
+    >>> keys, places, graph = _private_pieces(means, (0, 2), (0, 4))
+    >>> import dask
+    >>> float(dask.get(graph, keys[0])[0, 0]) == float(np.arange(64.0).reshape(8, 8)[:2, :2].mean())
+    True
+    """
+
+    source: Any
+    factor: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.source.shape[0]) // self.factor, int(self.source.shape[1]) // self.factor)
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    @property
+    def chunks(self) -> tuple[tuple[int, ...], ...]:
+        """Regular chunks of :data:`BLOCK_MEANS_SPAN` source chunks a side, in blocks.
+
+        What the match plan sizes its blocks from: each block then reads the
+        pixels of about ``span x span`` source chunks plus a thin halo, in
+        ``(span + 2)^2`` reads or fewer.
+        """
+        out = []
+        for axis in (0, 1):
+            step = max(BLOCK_MEANS_SPAN * max(self.source.chunks[axis]) // self.factor, 1)
+            length = self.shape[axis]
+            sizes = [step] * (length // step) + ([length % step] if length % step else [])
+            out.append(tuple(sizes))
+        return tuple(out)
+
+    def __dask_tokenize__(self) -> Any:
+        from dask.base import tokenize
+
+        return ("trackoff-block-means", tokenize(self.source), self.factor)
+
+    def pieces(self, rows: tuple, cols: tuple) -> tuple[list, list, dict]:
+        """One task averaging the part of the image in ``rows`` x ``cols``, its placement, graph."""
+        from dask.base import tokenize
+
+        f = self.factor
+        r0, r1 = max(rows[0], 0), min(rows[1], self.shape[0])
+        c0, c1 = max(cols[0], 0), min(cols[1], self.shape[1])
+        full = (f * r0, f * r1), (f * c0, f * c1)
+        keys, places, graph = _private_pieces(self.source, *full)
+        key = ("trackoff-block-means-" + tokenize(self, r0, r1, c0, c1), 0, 0)
+        shape = (f * (r1 - r0), f * (c1 - c0))
+        graph[key] = (_average_region, keys, places, shape, f)
+        dst = (slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0]))
+        return [key], [((slice(None), slice(None)), dst)], graph
+
+
 def _private_pieces(array: Any, rows: tuple, cols: tuple) -> tuple[list, list, dict]:
     """Tasks reading the part of ``array`` in ``rows`` x ``cols`` for one block only.
 
@@ -328,6 +446,8 @@ def _private_pieces(array: Any, rows: tuple, cols: tuple) -> tuple[list, list, d
     """
     import dask
 
+    if isinstance(array, BlockMeans):
+        return array.pieces(rows, cols)
     r0, r1 = max(rows[0], 0), min(rows[1], array.shape[0])
     c0, c1 = max(cols[0], 0), min(cols[1], array.shape[1])
     (region,) = dask.optimize(array[r0:r1, c0:c1])
@@ -414,7 +534,9 @@ def match_blockwise(
     def prepare(a: Any, chunks: Any) -> da.Array:
         # no dtype conversion here: blocks become float32 as they are assembled,
         # so an 8-bit input chunk is never held as float32
-        return a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=chunks)
+        if isinstance(a, (da.Array, BlockMeans)):
+            return a
+        return da.from_array(np.asarray(a), chunks=chunks)
 
     ref_d, sec_d = prepare(ref, target), prepare(sec, target)
     # inputs read straight from a store or an in-memory array are read again
