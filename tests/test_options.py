@@ -124,3 +124,38 @@ def test_networks_run_on_a_gpu_exactly_when_one_is_seen():
     out = _python(code)
     # on a GPU when TensorFlow sees one (this CPU machine: none), else on the CPU
     assert out[-2] == ("gpu" if out[-1] != "0" else "cpu")
+
+
+def test_malloc_mmap_threshold_option(monkeypatch):
+    from trackoff_xr.options import MMAP_THRESHOLD
+
+    monkeypatch.delenv("TRACKOFF_MALLOC_MMAP_THRESHOLD", raising=False)
+    assert get_options()["malloc_mmap_threshold"] == MMAP_THRESHOLD == 4 * 2**20
+    monkeypatch.setenv("TRACKOFF_MALLOC_MMAP_THRESHOLD", "0")
+    assert get_options()["malloc_mmap_threshold"] == 0
+    monkeypatch.setenv("TRACKOFF_MALLOC_MMAP_THRESHOLD", "lots")
+    with pytest.raises(trackoff_xr.InvalidParameterError, match="TRACKOFF_MALLOC_MMAP_THRESHOLD"):
+        get_options()
+    monkeypatch.delenv("TRACKOFF_MALLOC_MMAP_THRESHOLD")
+    for bad in (-1, 1.5, True, "4M"):
+        with pytest.raises(trackoff_xr.InvalidParameterError, match="malloc_mmap_threshold"):
+            set_options(malloc_mmap_threshold=bad)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_tensorflow_setup_sets_the_mmap_threshold_unless_the_user_did():
+    # in fresh processes: the set-up applies the option once, a user's glibc setting wins
+    code = (
+        "import trackoff_xr.tf_runtime as rt\n"
+        "seen = []\n"
+        "real = rt.release_large_blocks\n"
+        "rt.release_large_blocks = lambda t: seen.append(real(t)) or seen[-1]\n"
+        "rt.tensorflow('cnn'); rt.tensorflow('cnn')\n"
+        "print(seen, real(0))\n"
+    )
+    assert _python(code) == ["[True]", "False"]
+    env = {**__import__("os").environ, "MALLOC_MMAP_THRESHOLD_": "1048576"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert done.stdout.split() == ["[False]", "False"]

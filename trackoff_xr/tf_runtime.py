@@ -19,7 +19,7 @@ from typing import Any
 from .exceptions import MethodNotAvailableError
 from .options import get_options
 
-__all__ = ["configure_devices", "tensorflow"]
+__all__ = ["configure_devices", "release_large_blocks", "tensorflow"]
 
 _lock = threading.Lock()
 _pools: tuple[int, int] | None = None  # (intra, inter) once TensorFlow was set up
@@ -65,6 +65,38 @@ def configure_devices(tf: Any, device: str) -> str:
     return "gpu"
 
 
+def release_large_blocks(threshold: int) -> bool:
+    """Have glibc give every block of ``threshold`` bytes or more its own pages.
+
+    Such blocks are returned to the system when freed, instead of staying in
+    a thread's heap (see ``malloc_mmap_threshold`` in
+    :mod:`trackoff_xr.options`). Does nothing, and returns False, for a
+    threshold of 0, outside glibc, or when ``MALLOC_MMAP_THRESHOLD_`` is set
+    in the environment (the user's choice stands).
+
+    Examples
+    --------
+    >>> release_large_blocks(0)
+    False
+    """
+    import ctypes
+    import ctypes.util
+    import os
+
+    if threshold <= 0 or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    except OSError:  # pragma: no cover - no C library to load
+        return False
+    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):
+        return False
+    m_mmap_threshold = -3  # glibc's M_MMAP_THRESHOLD
+    return bool(mallopt(ctypes.c_int(m_mmap_threshold), ctypes.c_int(int(threshold))))
+
+
 def tensorflow(method: str) -> Any:
     """Import TensorFlow for ``method``, its thread pools sized by the options.
 
@@ -94,6 +126,7 @@ def tensorflow(method: str) -> Any:
     with _lock:
         if _pools is None:
             options = get_options()
+            release_large_blocks(options["malloc_mmap_threshold"])
             _device = configure_devices(tf, options["tf_device"])
             intra, inter = options["tf_intra_op_threads"], options["tf_inter_op_threads"]
             try:
