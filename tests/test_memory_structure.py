@@ -217,10 +217,13 @@ def test_coarse_pass_read_privately_equals_shared_chunks(store):
 def test_block_means_equal_the_chunkwise_coarse_image(store, chunks):
     """Whole-block pieces are averaged one by one, others assembled first: same pixels."""
     import dask
+
     from trackoff_xr.blockwise import BlockMeans, _private_pieces
     from trackoff_xr.search import _block_mean
 
-    ref = xr.open_zarr(store, chunks=dict(zip(("y", "x"), chunks))).ref.data[:701, :655]
+    ref = xr.open_zarr(store, chunks=dict(zip(("y", "x"), chunks, strict=True))).ref.data[
+        :701, :655
+    ]
     means = BlockMeans(ref, 2)
     expected = _block_mean(ref * 1, 2).compute()
     assert means.shape == expected.shape == (350, 327)

@@ -388,14 +388,17 @@ class BlockMeans:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """Rows and columns of the averaged image."""
         return (int(self.source.shape[0]) // self.factor, int(self.source.shape[1]) // self.factor)
 
     @property
     def ndim(self) -> int:
+        """Always 2."""
         return 2
 
     @property
     def dtype(self) -> np.dtype:
+        """float32, as the blocks it makes."""
         return np.dtype(np.float32)
 
     @property
@@ -531,7 +534,7 @@ def match_blockwise(
     shape = tuple(ref.shape)
     target = _target_chunks(ref, default_chunk)
 
-    def prepare(a: Any, chunks: Any) -> da.Array:
+    def prepare(a: Any, chunks: Any) -> Any:  # a dask array or BlockMeans
         # no dtype conversion here: blocks become float32 as they are assembled,
         # so an 8-bit input chunk is never held as float32
         if isinstance(a, (da.Array, BlockMeans)):
