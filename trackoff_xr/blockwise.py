@@ -376,7 +376,7 @@ class BlockMeans:
     >>> image = da.from_array(np.arange(64.0).reshape(8, 8), chunks=4)
     >>> means = BlockMeans(image, 2)
     >>> means.shape, means.chunks
-    ((4, 4), ((4,), (4,)))
+    ((4, 4), ((2, 2), (2, 2)))
     >>> keys, places, graph = _private_pieces(means, (0, 2), (0, 4))
     >>> import dask
     >>> float(dask.get(graph, keys[0])[0, 0]) == float(np.arange(64.0).reshape(8, 8)[:2, :2].mean())
@@ -431,7 +431,7 @@ class BlockMeans:
         c0, c1 = max(cols[0], 0), min(cols[1], self.shape[1])
         full = (f * r0, f * r1), (f * c0, f * c1)
         keys, places, graph = _private_pieces(self.source, *full)
-        key = ("trackoff-block-means-" + tokenize(self, r0, r1, c0, c1), 0, 0)
+        key = ("trackoff-coarse-block-means-" + tokenize(self, r0, r1, c0, c1), 0, 0)
         shape = (f * (r1 - r0), f * (c1 - c0))
         graph[key] = (_average_region, keys, places, shape, f)
         dst = (slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0]))
