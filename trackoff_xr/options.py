@@ -56,18 +56,18 @@ from .exceptions import InvalidParameterError
 __all__ = ["get_options", "set_options"]
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
     text = os.environ.get(name)
     if text is None or not text.strip():
         return default
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
+        value = minimum - 1
+    if value < minimum:
         raise InvalidParameterError(
-            f"the environment variable {name}={text!r} is not an integer >= 1; set it to e.g. 1 "
-            "or unset it"
+            f"the environment variable {name}={text!r} is not an integer >= {minimum}; set it "
+            f"to e.g. {max(minimum, 1)} or unset it"
         )
     return value
 
@@ -89,22 +89,6 @@ def _env_device(name: str, default: str) -> str:
     return value
 
 
-def _env_bytes(name: str, default: int) -> int:
-    text = os.environ.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise InvalidParameterError(
-            f"the environment variable {name}={text!r} is not a number of bytes >= 0; set it "
-            "to e.g. 4194304 (0: leave glibc's own rule) or unset it"
-        )
-    return value
-
-
 #: default of the ``malloc_mmap_threshold`` option (bytes)
 MMAP_THRESHOLD = 4 * 2**20
 
@@ -114,7 +98,9 @@ def _defaults() -> dict[str, Any]:
         "tf_intra_op_threads": _env_int("TRACKOFF_TF_THREADS", 1),
         "tf_inter_op_threads": _env_int("TRACKOFF_TF_INTEROP_THREADS", os.cpu_count() or 1),
         "tf_device": _env_device("TRACKOFF_TF_DEVICE", "auto"),
-        "malloc_mmap_threshold": _env_bytes("TRACKOFF_MALLOC_MMAP_THRESHOLD", MMAP_THRESHOLD),
+        "malloc_mmap_threshold": _env_int(
+            "TRACKOFF_MALLOC_MMAP_THRESHOLD", MMAP_THRESHOLD, minimum=0
+        ),
     }
 
 
