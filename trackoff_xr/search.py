@@ -253,7 +253,7 @@ def coarse_centres(ref: Any, sec: Any, grid: GridSpec, search: CoarseSearch) -> 
     from .matchers import NCCMatcher
 
     f = search.factor
-    if all(isinstance(a, da.Array) and reads_privately(a) for a in (ref, sec)):
+    if all(reads_privately(a) for a in (ref, sec)):
         # each coarse block reads and averages its own full-resolution region:
         # no coarse image is held between tasks, whatever the scheduler's order
         coarse_ref, coarse_sec = BlockMeans(ref, f), BlockMeans(sec, f)

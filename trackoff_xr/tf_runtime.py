@@ -80,18 +80,14 @@ def release_large_blocks(threshold: int) -> bool:
     False
     """
     import ctypes
-    import ctypes.util
     import os
 
     if threshold <= 0 or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None) if libc is not None else None
-    except OSError:  # pragma: no cover - no C library to load
-        return False
-    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):
+    try:  # the process's own symbols: glibc's, on a glibc system
+        libc = ctypes.CDLL(None)
+        mallopt, _ = libc.mallopt, libc.gnu_get_libc_version
+    except (OSError, AttributeError):
         return False
     m_mmap_threshold = -3  # glibc's M_MMAP_THRESHOLD
     return bool(mallopt(ctypes.c_int(m_mmap_threshold), ctypes.c_int(int(threshold))))

@@ -93,7 +93,7 @@ def offsets(
         block-averaged 4 x 4 and matched by NCC with 128-pixel templates up
         to 64 pixels away, and the coherent part of that field centres every
         fine search. ``"auto"`` runs it unless a ``prior`` is given or the
-        image is smaller than 288 pixels; ``False`` searches around every
+        image is smaller than 320 pixels; ``False`` searches around every
         point itself.
     **matcher_options
         Passed to the matcher, e.g. ``subpixel="parabolic"`` for ``"ncc"``.
