@@ -362,21 +362,75 @@ def test_fast_local_normalise_is_bit_identical_to_the_formula(nodata):
     np.testing.assert_array_equal(fast, plain)
 
 
-def test_compiled_network_with_opencv_blur_equals_the_keras_model():
+#: how closely each runtime reproduces TensorFlow's Keras model (features of
+#: magnitude ~7; OpenCV's dnn sums in another order: ~1e-5, relative ~1e-6)
+RUNTIME_ATOL = {"tensorflow": 1e-5, "opencv": 5e-5}
+
+
+@pytest.mark.parametrize("runtime", ["tensorflow", "opencv"])
+def test_compiled_network_with_opencv_blur_equals_the_keras_model(runtime):
     weights = str(cnn_features.DEFAULT_WEIGHTS)
     network = cnn_features.get_network(weights)
     rng = np.random.default_rng(0)
     image = cnn_features.local_normalise(rng.random((150, 170)).astype(np.float32))
     keras_out = np.asarray(network(image[None, :, :, None], training=False))[0, :, :, 0]
-    np.testing.assert_allclose(cnn_features.run_network(weights, image), keras_out, atol=1e-5)
+    with trackoff_xr.set_options(cnn_runtime=runtime):
+        assert cnn_features.network_runtime() == runtime
+        features = cnn_features.run_network(weights, image)
+    np.testing.assert_allclose(features, keras_out, atol=RUNTIME_ATOL[runtime], rtol=0)
 
 
-def test_network_in_strips_is_identical_to_one_call(monkeypatch):
+@pytest.mark.parametrize("runtime", ["tensorflow", "opencv"])
+def test_network_in_strips_is_identical_to_one_call(monkeypatch, runtime):
     rng = np.random.default_rng(5)
     normalised = cnn_features.local_normalise(rng.random((150, 120), dtype=np.float32))
     weights = str(cnn_features.DEFAULT_WEIGHTS)
-    monkeypatch.setattr(cnn_features, "STRIP_ROWS", 10**6)
-    whole = cnn_features.run_network(weights, normalised)
-    monkeypatch.setattr(cnn_features, "STRIP_ROWS", 37)  # strips that do not divide the rows
-    strips = cnn_features.run_network(weights, normalised)
-    np.testing.assert_allclose(strips, whole, rtol=0, atol=1e-6)
+    with trackoff_xr.set_options(cnn_runtime=runtime):
+        monkeypatch.setattr(cnn_features, "STRIP_ROWS", 10**6)
+        whole = cnn_features.run_network(weights, normalised)
+        monkeypatch.setattr(cnn_features, "STRIP_ROWS", 37)  # strips that do not divide the rows
+        strips = cnn_features.run_network(weights, normalised)
+    atol = 1e-6 if runtime == "tensorflow" else 5e-5
+    np.testing.assert_allclose(strips, whole, rtol=0, atol=atol)
+
+
+def test_runtime_auto_picks_tensorflow_only_where_a_gpu_could_run_it(monkeypatch):
+    monkeypatch.setattr(cnn_features, "_cuda_tensorflow_installed", lambda: False)
+    assert cnn_features.network_runtime() == "opencv"
+    monkeypatch.setattr(cnn_features, "_cuda_tensorflow_installed", lambda: True)
+    assert cnn_features.network_runtime() == "tensorflow"
+    with trackoff_xr.set_options(tf_device="cpu"):
+        assert cnn_features.network_runtime() == "opencv"
+    with trackoff_xr.set_options(cnn_runtime="opencv"):
+        assert cnn_features.network_runtime() == "opencv"
+
+
+def test_weights_opencv_cannot_take_run_on_tensorflow(monkeypatch):
+    """No converter (a TensorFlow without tf.lite): the same features, from TensorFlow."""
+    weights = str(cnn_features.DEFAULT_WEIGHTS)
+    image = cnn_features.local_normalise(
+        np.random.default_rng(2).random((90, 80)).astype(np.float32)
+    )
+    with trackoff_xr.set_options(cnn_runtime="tensorflow"):
+        expected = cnn_features.run_network(weights, image)
+
+    def no_converter(network, depth):
+        raise AttributeError("module 'tensorflow' has no attribute 'lite'")
+
+    cnn_features.clear_networks()
+    monkeypatch.setattr(cnn_features, "_convert_for_opencv", no_converter)
+    try:
+        with trackoff_xr.set_options(cnn_runtime="opencv"):
+            assert cnn_features.opencv_model(weights) is None
+            np.testing.assert_array_equal(cnn_features.run_network(weights, image), expected)
+    finally:
+        cnn_features.clear_networks()
+
+
+def test_offsets_agree_between_runtimes(speckled_pair):
+    ref, sec = speckled_pair
+    with trackoff_xr.set_options(cnn_runtime="tensorflow"):
+        a = trackoff_xr.offsets(ref, sec, **CNN)
+    with trackoff_xr.set_options(cnn_runtime="opencv"):
+        b = trackoff_xr.offsets(ref, sec, **CNN)
+    _same(a, b, 1e-3)

@@ -66,6 +66,24 @@ def test_bad_tf_device_is_refused(bad):
         set_options(tf_device=bad)
 
 
+@pytest.mark.parametrize("bad", ["onnx", "GPU", 1, None])
+def test_bad_cnn_runtime_is_refused(bad):
+    with pytest.raises(trackoff_xr.InvalidParameterError, match="cnn_runtime"):
+        set_options(cnn_runtime=bad)
+
+
+def test_cnn_runtime_option_and_environment(monkeypatch):
+    assert get_options()["cnn_runtime"] == "auto"
+    with set_options(cnn_runtime="tensorflow"):
+        assert get_options()["cnn_runtime"] == "tensorflow"
+    assert get_options()["cnn_runtime"] == "auto"
+    monkeypatch.setenv("TRACKOFF_CNN_RUNTIME", " OpenCV ")
+    assert get_options()["cnn_runtime"] == "opencv"
+    monkeypatch.setenv("TRACKOFF_CNN_RUNTIME", "tflite")
+    with pytest.raises(trackoff_xr.InvalidParameterError, match="TRACKOFF_CNN_RUNTIME"):
+        get_options()
+
+
 def test_tf_device_environment_default(monkeypatch):
     monkeypatch.setenv("TRACKOFF_TF_DEVICE", "CPU")
     assert get_options()["tf_device"] == "cpu"

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ...kernels.threads import opencv_threads
 from ...tf_runtime import tensorflow
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "get_network",
     "local_normalise",
     "model_metadata",
+    "network_runtime",
+    "opencv_model",
 ]
 
 LCN_SIGMA = 4.0
@@ -264,25 +267,34 @@ STRIP_ROWS = 256
 
 
 def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Feature channel of one normalised image ``(rows, cols)``, by the compiled network.
+    """Feature channel of one normalised image ``(rows, cols)``, by the trained network.
 
     The network runs on strips of :data:`STRIP_ROWS` rows, each with the
     convolutions' radius of context above and below, so its memory does not
-    grow with the block; the result is identical to one call on the whole
+    grow with the block; the result is the same as one call on the whole
     image (zero padding only at the image's own edges, as before). ``out``,
     a C-contiguous float32 array of the image's shape, receives the result.
+    What runs the network is :func:`network_runtime`'s choice: OpenCV's
+    ``dnn`` or TensorFlow's compiled graph (the same features to ~1e-5).
     """
     import cv2
 
     get_network(weights)
     function, taps, radius = _COMPILED[weights]
-    rows = normalised.shape[0]
+    net = _opencv_net(weights) if network_runtime() == "opencv" else None
+    normalised = np.ascontiguousarray(normalised, dtype=np.float32)
+    rows, cols = normalised.shape
     features: np.ndarray = np.empty(normalised.shape, dtype=np.float32)
     for top in range(0, rows, STRIP_ROWS):
         bottom = min(top + STRIP_ROWS, rows)
         lo, hi = max(top - radius, 0), min(bottom + radius, rows)
-        strip = function(normalised[None, lo:hi, :, None])
-        features[top:bottom] = np.asarray(strip)[0, top - lo : top - lo + bottom - top, :, 0]
+        if net is not None:
+            with opencv_threads(1):  # dask's threads are the parallelism
+                net.setInput(normalised[lo:hi].reshape(1, 1, hi - lo, cols))
+                strip = net.forward()[0, 0]
+        else:
+            strip = np.asarray(function(normalised[None, lo:hi, :, None]))[0, :, :, 0]
+        features[top:bottom] = strip[top - lo : top - lo + bottom - top]
         del strip  # the strip's tensor goes before the next is made
     if out is None:
         out = np.empty(normalised.shape, dtype=np.float32)
@@ -293,11 +305,124 @@ def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = N
     return out
 
 
+#: distributions that come with a CUDA build of TensorFlow (``tensorflow[and-cuda]``)
+_CUDA_DISTRIBUTIONS = ("nvidia-cudnn-cu12", "nvidia-cudnn-cu13", "nvidia-cudnn-cu11")
+
+
+def _cuda_tensorflow_installed() -> bool:
+    from importlib import metadata
+
+    for name in _CUDA_DISTRIBUTIONS:
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        return True
+    return False
+
+
+def network_runtime() -> str:
+    """Return what runs the network now: ``"opencv"`` or ``"tensorflow"``.
+
+    The ``cnn_runtime`` option (:func:`trackoff_xr.set_options`), with
+    ``"auto"`` resolved: TensorFlow where a CUDA build of it is installed
+    and ``tf_device`` is ``"auto"`` (so a GPU can run the network), OpenCV's
+    ``dnn`` otherwise (faster on CPUs). Weights OpenCV cannot read run on
+    TensorFlow whatever the choice.
+
+    Examples
+    --------
+    >>> import trackoff_xr
+    >>> with trackoff_xr.set_options(cnn_runtime="tensorflow"):
+    ...     network_runtime()
+    'tensorflow'
+    """
+    from ...options import get_options
+
+    options = get_options()
+    choice = str(options["cnn_runtime"])
+    if choice != "auto":
+        return choice
+    if options["tf_device"] == "auto" and _cuda_tensorflow_installed():
+        return "tensorflow"
+    return "opencv"
+
+
+_OPENCV_MODELS: dict[str, bytes | None] = {}
+_opencv_local = threading.local()
+#: bumped by :func:`clear_networks`: every thread then reads its networks again
+_opencv_generation = [0]
+
+
+def opencv_model(weights: str) -> bytes | None:
+    """Return the network of ``weights`` (output blur left out) as a TFLite flatbuffer.
+
+    OpenCV's ``dnn`` reads it. Converted once per process from the loaded
+    Keras network, with its weights as constants; ``None`` where this TensorFlow cannot convert it
+    (the caller then runs TensorFlow).
+    """
+    with _lock:
+        if weights in _OPENCV_MODELS:
+            return _OPENCV_MODELS[weights]
+    network = get_network(weights)
+    model: bytes | None
+    try:
+        model = _convert_for_opencv(network, len(architecture(weights)[0]))
+    except Exception:  # noqa: BLE001  (no converter in this TensorFlow: use TensorFlow itself)
+        model = None
+    with _lock:
+        _OPENCV_MODELS[weights] = model
+    return model
+
+
+def _convert_for_opencv(network: Any, depth: int) -> bytes:
+    import warnings
+
+    import tensorflow as tf
+
+    convolutions = []
+    for i in range(depth):
+        kernel, bias = network.get_layer(f"conv{i}").get_weights()
+        convolutions.append((tf.constant(kernel), tf.constant(bias)))
+
+    def frozen(batch: Any) -> Any:
+        for i, (kernel, bias) in enumerate(convolutions):
+            batch = tf.nn.bias_add(tf.nn.conv2d(batch, kernel, 1, "SAME"), bias)
+            if i < depth - 1:
+                batch = tf.nn.relu(batch)
+        return batch
+
+    concrete = tf.function(frozen).get_concrete_function(
+        tf.TensorSpec([1, None, None, 1], tf.float32)
+    )
+    with warnings.catch_warnings():  # tf.lite is deprecated in favour of LiteRT
+        warnings.simplefilter("ignore")
+        return bytes(tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert())
+
+
+def _opencv_net(weights: str) -> Any:
+    """Return the calling thread's OpenCV ``dnn`` network of ``weights`` (not thread-safe)."""
+    nets = getattr(_opencv_local, "nets", None)
+    if nets is None or getattr(_opencv_local, "generation", None) != _opencv_generation[0]:
+        nets = _opencv_local.nets = {}
+        _opencv_local.generation = _opencv_generation[0]
+    if weights not in nets:
+        import cv2
+
+        model = opencv_model(weights)
+        nets[weights] = (
+            None if model is None else cv2.dnn.readNetFromTFLite(np.frombuffer(model, np.uint8))
+        )
+    return nets[weights]
+
+
 def clear_networks() -> None:
     """Forget the loaded networks (the next call loads again)."""
     with _lock:
         _NETWORKS.clear()
         _COMPILED.clear()
+        _OPENCV_MODELS.clear()
+        _opencv_generation[0] += 1
 
 
 def model_metadata(weights: str | os.PathLike[str] = DEFAULT_WEIGHTS) -> dict[str, Any]:
