@@ -65,8 +65,11 @@ def generated_pairs(count: int, size: int = 1024):
         yield f"S1-like {FIELDS[i % 3]} {seed}", ref, sec, truth.assign(changed=changed)
 
 
-def evaluate(pairs: list, variant: dict, method: str) -> dict:
-    """Pooled accuracy of ``method`` with the coarse pass ``variant`` over ``pairs``."""
+def evaluate(pairs: list, variant: dict, method: str, **options) -> dict:
+    """Pooled accuracy of ``method`` with the coarse pass ``variant`` over ``pairs``.
+
+    ``options`` go to ``offsets()`` (e.g. ``weights=`` for the cnn).
+    """
     import trackoff_xr
     from trackoff_xr.search import CoarseSearch
     from trackoff_xr.testing.synthetic import truth_at_points
@@ -80,6 +83,7 @@ def evaluate(pairs: list, variant: dict, method: str) -> dict:
             spacing=32,
             method=method,
             coarse=CoarseSearch(**variant),
+            **options,
         ).compute()
         expected = truth_at_points(truth, ds)
         usable = np.ones(ds.dx.shape, bool)

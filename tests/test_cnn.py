@@ -394,17 +394,6 @@ def test_network_in_strips_is_identical_to_one_call(monkeypatch, runtime):
     np.testing.assert_allclose(strips, whole, rtol=0, atol=atol)
 
 
-def test_runtime_auto_picks_tensorflow_only_where_a_gpu_could_run_it(monkeypatch):
-    monkeypatch.setattr(cnn_features, "_cuda_tensorflow_installed", lambda: False)
-    assert cnn_features.network_runtime() == "opencv"
-    monkeypatch.setattr(cnn_features, "_cuda_tensorflow_installed", lambda: True)
-    assert cnn_features.network_runtime() == "tensorflow"
-    with trackoff_xr.set_options(tf_device="cpu"):
-        assert cnn_features.network_runtime() == "opencv"
-    with trackoff_xr.set_options(cnn_runtime="opencv"):
-        assert cnn_features.network_runtime() == "opencv"
-
-
 def test_weights_opencv_cannot_take_run_on_tensorflow(monkeypatch):
     """No converter (a TensorFlow without tf.lite): the same features, from TensorFlow."""
     weights = str(cnn_features.DEFAULT_WEIGHTS)

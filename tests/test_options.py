@@ -66,17 +66,17 @@ def test_bad_tf_device_is_refused(bad):
         set_options(tf_device=bad)
 
 
-@pytest.mark.parametrize("bad", ["onnx", "GPU", 1, None])
+@pytest.mark.parametrize("bad", ["auto", "onnx", "OpenCV", 1, None])
 def test_bad_cnn_runtime_is_refused(bad):
     with pytest.raises(trackoff_xr.InvalidParameterError, match="cnn_runtime"):
         set_options(cnn_runtime=bad)
 
 
 def test_cnn_runtime_option_and_environment(monkeypatch):
-    assert get_options()["cnn_runtime"] == "auto"
-    with set_options(cnn_runtime="tensorflow"):
-        assert get_options()["cnn_runtime"] == "tensorflow"
-    assert get_options()["cnn_runtime"] == "auto"
+    assert get_options()["cnn_runtime"] == "tensorflow"
+    with set_options(cnn_runtime="opencv"):
+        assert get_options()["cnn_runtime"] == "opencv"
+    assert get_options()["cnn_runtime"] == "tensorflow"
     monkeypatch.setenv("TRACKOFF_CNN_RUNTIME", " OpenCV ")
     assert get_options()["cnn_runtime"] == "opencv"
     monkeypatch.setenv("TRACKOFF_CNN_RUNTIME", "tflite")

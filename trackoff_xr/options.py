@@ -22,31 +22,18 @@ option                    environment default             meaning
                           ``THRESHOLD`` or 4 MiB          use, glibc gives blocks this large
                                                           their own pages, returned when
                                                           freed; 0 leaves glibc's own rule
-``cnn_runtime``           ``TRACKOFF_CNN_RUNTIME`` or      what runs the CNN's trained network
-                          ``"auto"``                      on a CPU: ``"opencv"`` (OpenCV's
-                                                          ``dnn``), ``"tensorflow"``, or
-                                                          ``"auto"``: TensorFlow where a CUDA
-                                                          build of it is installed and
-                                                          ``tf_device`` is ``"auto"`` (a GPU
-                                                          may run it), else OpenCV
+``cnn_runtime``           ``TRACKOFF_CNN_RUNTIME`` or      what runs the CNN's trained network:
+                          ``"tensorflow"``                ``"tensorflow"`` (CPU or GPU) or
+                                                          ``"opencv"`` (OpenCV's ``dnn``, CPU)
 ========================  ==============================  ===================================
 
-Why ``cnn_runtime``: on a CPU, OpenCV's ``dnn`` runs the same network (the
-same weights, converted once per process) faster than TensorFlow. On
-2026-12-03's AVX2-only 2-core machine, one thread, a 266 x 1,200 strip took
-190-199 ms against 250 ms, and a network half as wide 64 ms against 96 ms.
-The features agree to 1e-5 (relative 1.3e-6). TensorFlow still trains the
-network and runs it on GPUs.
-
-Why ``malloc_mmap_threshold``: glibc raises its threshold for giving a block
-its own pages each time such a block is freed (up to 32 MiB), after which
-multi-megabyte temporaries come from per-thread heaps that keep their pages.
-With TensorFlow's threads beside dask's, that is what held a ``cnn`` run's
-peak above 2 GB: a quarter IW scene, 2 threads, peaked at 2,061 MB with
-glibc's rule, 1,827 MB with a fixed 4 MiB threshold (same speed: 51.3 and
-52.7 s), 1,947 MB with ``MALLOC_ARENA_MAX=2``. (dask's nanny sets glibc's
-``MALLOC_TRIM_THRESHOLD_`` in its workers for the same reason.) A
-``MALLOC_MMAP_THRESHOLD_`` set in the environment is left as it is.
+Why ``cnn_runtime``: OpenCV's ``dnn`` runs the same network (the same
+weights, converted once per process); the features agree to 1e-5 (relative
+1.3e-6). On 2026-12-03's AVX2-only 2-core machine, one thread, a 266 x 1,200
+strip took 146 ms against TensorFlow's 254 ms (a network half as wide: 70 ms
+against 194 ms). But on whole blocks, whose strips change shape, it gained
+only 1.06-1.15x, and a quarter IW scene took 178 s at a 1.92 GB peak against
+155 s and 1.83 GB: so TensorFlow stays the default.
 
 TensorFlow sizes its thread pools once, when it first runs: the values in
 force at that moment are the ones used for the rest of the process.
@@ -89,7 +76,7 @@ def _env_int(name: str, default: int, minimum: int = 1) -> int:
 #: values of the ``tf_device`` option
 TF_DEVICES = ("auto", "cpu")
 #: values of the ``cnn_runtime`` option
-CNN_RUNTIMES = ("auto", "opencv", "tensorflow")
+CNN_RUNTIMES = ("tensorflow", "opencv")
 
 
 def _env_choice(name: str, default: str, choices: tuple[str, ...] = TF_DEVICES) -> str:
@@ -117,7 +104,7 @@ def _defaults() -> dict[str, Any]:
         "malloc_mmap_threshold": _env_int(
             "TRACKOFF_MALLOC_MMAP_THRESHOLD", MMAP_THRESHOLD, minimum=0
         ),
-        "cnn_runtime": _env_choice("TRACKOFF_CNN_RUNTIME", "auto", CNN_RUNTIMES),
+        "cnn_runtime": _env_choice("TRACKOFF_CNN_RUNTIME", "tensorflow", CNN_RUNTIMES),
     }
 
 
@@ -140,7 +127,7 @@ def _check(name: str, value: Any) -> Any:
         if value not in CNN_RUNTIMES:
             raise InvalidParameterError(
                 f"cnn_runtime={value!r} is not one of {list(CNN_RUNTIMES)}; pass "
-                "cnn_runtime='auto', 'opencv' (CPU) or 'tensorflow' (CPU or GPU)"
+                "cnn_runtime='tensorflow' (CPU or GPU) or 'opencv' (CPU)"
             )
         return value
     if name == "malloc_mmap_threshold":
@@ -170,8 +157,8 @@ class set_options:  # noqa: N801  (used like a function, as xarray.set_options)
     **options
         ``tf_intra_op_threads``, ``tf_inter_op_threads`` (integers >= 1),
         ``tf_device`` (``"auto"`` or ``"cpu"``), ``malloc_mmap_threshold``
-        (bytes >= 0), ``cnn_runtime`` (``"auto"``, ``"opencv"`` or
-        ``"tensorflow"``).
+        (bytes >= 0), ``cnn_runtime`` (``"tensorflow"`` or
+        ``"opencv"``).
 
     Examples
     --------

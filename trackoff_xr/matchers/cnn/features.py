@@ -305,47 +305,22 @@ def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = N
     return out
 
 
-#: distributions that come with a CUDA build of TensorFlow (``tensorflow[and-cuda]``)
-_CUDA_DISTRIBUTIONS = ("nvidia-cudnn-cu12", "nvidia-cudnn-cu13", "nvidia-cudnn-cu11")
-
-
-def _cuda_tensorflow_installed() -> bool:
-    from importlib import metadata
-
-    for name in _CUDA_DISTRIBUTIONS:
-        try:
-            metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        return True
-    return False
-
-
 def network_runtime() -> str:
-    """Return what runs the network now: ``"opencv"`` or ``"tensorflow"``.
+    """Return what runs the network now: ``"tensorflow"`` (the default) or ``"opencv"``.
 
-    The ``cnn_runtime`` option (:func:`trackoff_xr.set_options`), with
-    ``"auto"`` resolved: TensorFlow where a CUDA build of it is installed
-    and ``tf_device`` is ``"auto"`` (so a GPU can run the network), OpenCV's
-    ``dnn`` otherwise (faster on CPUs). Weights OpenCV cannot read run on
-    TensorFlow whatever the choice.
+    The ``cnn_runtime`` option (:func:`trackoff_xr.set_options`). Weights
+    OpenCV cannot read run on TensorFlow whatever the choice.
 
     Examples
     --------
     >>> import trackoff_xr
-    >>> with trackoff_xr.set_options(cnn_runtime="tensorflow"):
+    >>> with trackoff_xr.set_options(cnn_runtime="opencv"):
     ...     network_runtime()
-    'tensorflow'
+    'opencv'
     """
     from ...options import get_options
 
-    options = get_options()
-    choice = str(options["cnn_runtime"])
-    if choice != "auto":
-        return choice
-    if options["tf_device"] == "auto" and _cuda_tensorflow_installed():
-        return "tensorflow"
-    return "opencv"
+    return str(get_options()["cnn_runtime"])
 
 
 _OPENCV_MODELS: dict[str, bytes | None] = {}
