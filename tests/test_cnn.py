@@ -215,6 +215,66 @@ def test_training_is_reproducible_from_a_seed(tmp_path):
     assert not all(np.array_equal(x, y) for x, y in zip(values(a), values(c), strict=False))
 
 
+def _shipped_network():
+    weights = str(cnn_features.DEFAULT_WEIGHTS)
+    network = cnn_features.build_network(*cnn_features.architecture(weights))
+    network.load_weights(weights)
+    return network
+
+
+def test_pruning_to_the_full_width_changes_nothing_and_drops_unread_channels():
+    from trackoff_xr.matchers.cnn.train import prune_network
+
+    network = _shipped_network()
+    image = cnn_features.local_normalise(
+        np.random.default_rng(4).random((70, 60)).astype(np.float32)
+    )[None, :, :, None]
+    same = prune_network(network, 16, image)
+    np.testing.assert_array_equal(
+        np.asarray(same(image, training=False)), np.asarray(network(image, training=False))
+    )
+    # a channel of the first layer that the second never reads is of no use: dropped first
+    kernel, bias = network.get_layer("conv1").get_weights()
+    kernel[:, :, 5, :] = 0.0
+    network.get_layer("conv1").set_weights([kernel, bias])
+    pruned = prune_network(network, 15, image)
+    assert [layer.filters for layer in pruned.layers if layer.name.startswith("conv")] == [
+        15,
+        15,
+        15,
+        1,
+    ]
+    first = pruned.get_layer("conv0").get_weights()[0]
+    kept = [
+        j
+        for j in range(16)
+        if any(
+            np.array_equal(first[..., i], network.get_layer("conv0").get_weights()[0][..., j])
+            for i in range(15)
+        )
+    ]
+    assert 5 not in kept and len(kept) == 15
+    with pytest.raises(InvalidParameterError, match="width=17"):
+        prune_network(network, 17, image)
+
+
+def test_prune_and_tune_writes_a_calibrated_narrow_network(tmp_path):
+    from trackoff_xr.matchers.cnn.train import prune_and_tune
+
+    weights = prune_and_tune(
+        cnn_features.DEFAULT_WEIGHTS, tmp_path, width=4, steps=2, calibration_scenes=12
+    )
+    meta = json.loads(weights.with_name(weights.name.replace(".weights.h5", ".json")).read_text())
+    assert meta["architecture"]["layers"] == [[4, 5], [4, 3], [4, 3], [1, 3]]
+    assert meta["training"]["initial_weights"].endswith("_pruned.weights.h5")
+    assert {"calibration", "calibration_fused"} <= set(meta)
+    ref, sec = shifted_pair((256, 256), shift=(2.0, 3.0), looks=6, seed=11)
+    ds = trackoff_xr.offsets(ref, sec, patch_size=64, spacing=32, search_radius=8, weights=weights)
+    assert np.median(ds.dx.values[ds.valid.values]) == pytest.approx(3.0, abs=0.3)
+    with pytest.raises(trackoff_xr.TrackOffError, match="exist"):
+        prune_and_tune(cnn_features.DEFAULT_WEIGHTS, tmp_path, width=4, steps=1)
+
+
 def test_fine_tune_on_a_scene_and_use_it(tmp_path):
     from trackoff_xr.matchers.cnn.train import fine_tune
     from trackoff_xr.matchers.cnn.training_data import TrainingSpec
