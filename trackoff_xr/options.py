@@ -27,6 +27,16 @@ option                    environment default             meaning
                                                           ``"opencv"`` (OpenCV's ``dnn``, CPU)
 ========================  ==============================  ===================================
 
+Why ``malloc_mmap_threshold``: glibc raises its threshold for giving a block
+its own pages each time such a block is freed (up to 32 MiB), after which
+multi-megabyte temporaries come from per-thread heaps that keep their pages.
+With TensorFlow's threads beside dask's, that is what held a ``cnn`` run's
+peak above 2 GB: a quarter IW scene, 2 threads, peaked at 2,061 MB with
+glibc's rule, 1,827 MB with a fixed 4 MiB threshold (same speed: 51.3 and
+52.7 s), 1,947 MB with ``MALLOC_ARENA_MAX=2``. (dask's nanny sets glibc's
+``MALLOC_TRIM_THRESHOLD_`` in its workers for the same reason.) A
+``MALLOC_MMAP_THRESHOLD_`` set in the environment is left as it is.
+
 Why ``cnn_runtime``: OpenCV's ``dnn`` runs the same network (the same
 weights, converted once per process); the features agree to 1e-5 (relative
 1.3e-6). On 2026-12-03's AVX2-only 2-core machine, one thread, a 266 x 1,200

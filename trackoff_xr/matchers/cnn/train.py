@@ -423,10 +423,10 @@ def prune_network(network: Any, width: int, batch: np.ndarray, blur: float = OUT
     from ...exceptions import InvalidParameterError
 
     convs = [layer for layer in network.layers if layer.name.startswith("conv")]
-    widest = min(int(layer.filters) for layer in convs[:-1])
-    if not 1 <= width <= widest:
+    narrowest = min(int(layer.filters) for layer in convs[:-1])
+    if not 1 <= width <= narrowest:
         raise InvalidParameterError(
-            f"width={width!r} cannot be kept: the hidden layers have {widest} channels or "
+            f"width={width!r} cannot be kept: the hidden layers have {narrowest} channels or "
             "fewer; pass a width from 1 to that"
         )
     weights = [layer.get_weights() for layer in convs]
