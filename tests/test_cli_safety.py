@@ -635,11 +635,13 @@ def no_training(monkeypatch):
 @pytest.mark.parametrize(
     "files",
     [
-        {"trackoff_cnn_v1.weights.h5": b"my weights"},
-        {"trackoff_cnn_v1.json": b'{"version": "trackoff_cnn_v1"}'},
-        {"trackoff_cnn_v1.weights.h5": b"my weights", "trackoff_cnn_v1.json": b"{}"},
+        {"trackoff_cnn_v2.weights.h5": b"my weights"},
+        {"trackoff_cnn_v2.json": b'{"version": "trackoff_cnn_v2"}'},
+        {"trackoff_cnn_v2.weights.h5": b"my weights", "trackoff_cnn_v2.json": b"{}"},
+        {"trackoff_cnn_v2_wide.weights.h5": b"my weights"},
+        {"trackoff_cnn_v2_pruned.json": b"{}"},
     ],
-    ids=["weights", "json", "both"],
+    ids=["weights", "json", "both", "wide-stage", "pruned-stage"],
 )
 def test_train_never_replaces_a_users_files(user_folder, no_training, files, overwrite, capsys):
     out = user_folder / "trackoff_weights"
@@ -660,9 +662,9 @@ def test_train_replaces_its_own_weights_only_with_overwrite(user_folder, monkeyp
 
     modes = []
 
-    def build_model(out, *, seed, steps, calibration_scenes, mode="w-"):  # tiny files, ours
+    def build_model(out, *, seed, steps, mode="w-", **kwargs):  # tiny files, ours
         modes.append(mode)
-        path = Path(out) / "trackoff_cnn_v1.weights.h5"
+        path = Path(out) / "trackoff_cnn_v2.weights.h5"
         return save_weights(lambda p: Path(p).write_bytes(b"%d" % seed), {}, path, mode=mode)
 
     monkeypatch.setattr(training, "build_model", build_model)
@@ -677,7 +679,7 @@ def test_train_replaces_its_own_weights_only_with_overwrite(user_folder, monkeyp
     assert snapshot(user_folder) == before
     assert run_main("train", "--out", "w", "--seed", "2", "--overwrite") == 0
     assert modes == ["w-", "w"]
-    assert (user_folder / "w" / "trackoff_cnn_v1.weights.h5").read_bytes() == b"2"
+    assert (user_folder / "w" / "trackoff_cnn_v2.weights.h5").read_bytes() == b"2"
 
 
 def test_train_api_checks_before_training_and_replaces_only_its_own(tmp_path):
@@ -691,7 +693,7 @@ def test_train_api_checks_before_training_and_replaces_only_its_own(tmp_path):
 
     user = tmp_path / "user"
     user.mkdir()
-    (user / "trackoff_cnn_v1.weights.h5").write_bytes(b"my weights")
+    (user / "trackoff_cnn_v2.weights.h5").write_bytes(b"my weights")
     before = snapshot(user)
     for mode in ("w-", "w"):
         with pytest.raises(ProtectedOutputError, match="did not write"):
@@ -701,16 +703,16 @@ def test_train_api_checks_before_training_and_replaces_only_its_own(tmp_path):
     spec = TrainingSpec(patch=24, radius=3, max_shift=2.0, scene=96)
     kw = dict(steps=1, batch_size=2, spec=spec, log_every=0)
     weights = train(tmp_path / "w", seed=1, **kw)
-    meta = json.loads(weights.with_name("trackoff_cnn_v1.json").read_text())
+    meta = json.loads(weights.with_name("trackoff_cnn_v2.json").read_text())
     assert meta["software"] == "trackoff_xr" and meta["training"]["seed"] == 1
     with pytest.raises(OutputExistsError, match="mode='w'"):
         train(tmp_path / "w", batch_source=no_batches, **kw)
     train(tmp_path / "w", seed=2, mode="w", **kw)
-    meta = json.loads(weights.with_name("trackoff_cnn_v1.json").read_text())
+    meta = json.loads(weights.with_name("trackoff_cnn_v2.json").read_text())
     assert meta["training"]["seed"] == 2
     assert sorted(p.name for p in weights.parent.iterdir()) == [
-        "trackoff_cnn_v1.json",
-        "trackoff_cnn_v1.weights.h5",
+        "trackoff_cnn_v2.json",
+        "trackoff_cnn_v2.weights.h5",
     ]
 
 

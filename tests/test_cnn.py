@@ -5,6 +5,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,13 +27,13 @@ def test_cnn_is_the_default_method():
     ref, sec = shifted_pair((192, 192), shift=(2.0, -3.0), looks=6, seed=4)
     ds = trackoff_xr.offsets(ref, sec, **CNN)
     assert ds.attrs["method"] == "cnn"
-    assert ds.attrs["cnn_model_version"] == "trackoff_cnn_v1"
+    assert ds.attrs["cnn_model_version"] == "trackoff_cnn_v2"
 
 
 def test_shipped_weights_and_metadata_are_in_the_package():
     assert cnn_features.DEFAULT_WEIGHTS.exists()
     meta = cnn_features.model_metadata()
-    assert meta["version"] == "trackoff_cnn_v1"
+    assert meta["version"] == "trackoff_cnn_v2"
     assert meta["training"]["seed"] == 0
     assert {"intercept", "peak", "margin"} <= set(meta["calibration"])
     assert cnn_features.DEFAULT_WEIGHTS.stat().st_size < 5_000_000
@@ -185,11 +186,11 @@ def test_weights_ship_in_the_wheel(tmp_path):
     )
     wheel = next(tmp_path.glob("trackoff_xr-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "trackoff_xr/matchers/cnn/weights/trackoff_cnn_v1.weights.h5" in names
+    assert "trackoff_xr/matchers/cnn/weights/trackoff_cnn_v2.weights.h5" in names
     meta = json.loads(
-        zipfile.ZipFile(wheel).read("trackoff_xr/matchers/cnn/weights/trackoff_cnn_v1.json")
+        zipfile.ZipFile(wheel).read("trackoff_xr/matchers/cnn/weights/trackoff_cnn_v2.json")
     )
-    assert meta["version"] == "trackoff_cnn_v1"
+    assert meta["version"] == "trackoff_cnn_v2"
 
 
 def test_training_is_reproducible_from_a_seed(tmp_path):
@@ -229,7 +230,8 @@ def test_pruning_to_the_full_width_changes_nothing_and_drops_unread_channels():
     image = cnn_features.local_normalise(
         np.random.default_rng(4).random((70, 60)).astype(np.float32)
     )[None, :, :, None]
-    same = prune_network(network, 16, image)
+    width = network.get_layer("conv0").filters  # 8 for model v2
+    same = prune_network(network, width, image)
     np.testing.assert_array_equal(
         np.asarray(same(image, training=False)), np.asarray(network(image, training=False))
     )
@@ -237,25 +239,25 @@ def test_pruning_to_the_full_width_changes_nothing_and_drops_unread_channels():
     kernel, bias = network.get_layer("conv1").get_weights()
     kernel[:, :, 5, :] = 0.0
     network.get_layer("conv1").set_weights([kernel, bias])
-    pruned = prune_network(network, 15, image)
+    pruned = prune_network(network, width - 1, image)
     assert [layer.filters for layer in pruned.layers if layer.name.startswith("conv")] == [
-        15,
-        15,
-        15,
+        width - 1,
+        width - 1,
+        width - 1,
         1,
     ]
     first = pruned.get_layer("conv0").get_weights()[0]
     kept = [
         j
-        for j in range(16)
+        for j in range(width)
         if any(
             np.array_equal(first[..., i], network.get_layer("conv0").get_weights()[0][..., j])
-            for i in range(15)
+            for i in range(width - 1)
         )
     ]
-    assert 5 not in kept and len(kept) == 15
-    with pytest.raises(InvalidParameterError, match="width=17"):
-        prune_network(network, 17, image)
+    assert 5 not in kept and len(kept) == width - 1
+    with pytest.raises(InvalidParameterError, match=f"width={width + 1}"):
+        prune_network(network, width + 1, image)
 
 
 def test_prune_and_tune_writes_a_calibrated_narrow_network(tmp_path):
@@ -273,6 +275,43 @@ def test_prune_and_tune_writes_a_calibrated_narrow_network(tmp_path):
     assert np.median(ds.dx.values[ds.valid.values]) == pytest.approx(3.0, abs=0.3)
     with pytest.raises(trackoff_xr.TrackOffError, match="exist"):
         prune_and_tune(cnn_features.DEFAULT_WEIGHTS, tmp_path, width=4, steps=1)
+
+
+def test_build_model_trains_wide_then_prunes_and_checks_every_output_first(tmp_path, monkeypatch):
+    import importlib
+
+    from trackoff_xr.exceptions import ProtectedOutputError
+
+    training = importlib.import_module("trackoff_xr.matchers.cnn.train")
+
+    calls = []
+
+    def fake_train(out, *, seed, steps, name=training.MODEL_VERSION, mode="w-", **kwargs):
+        calls.append(("train", name, seed, steps))
+        return Path(out) / f"{name}.weights.h5"
+
+    def fake_prune(weights, out, *, width, steps, seed, mode, **kwargs):
+        calls.append(("prune", Path(weights).name, width, steps, seed))
+        return Path(out) / f"{training.MODEL_VERSION}.weights.h5"
+
+    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(training, "prune_and_tune", fake_prune)
+    weights = training.build_model(tmp_path / "w", seed=3, steps=5, tune_steps=2)
+    assert weights.name == "trackoff_cnn_v2.weights.h5"
+    assert calls == [
+        ("train", "trackoff_cnn_v2_wide", 3, 5),
+        ("prune", "trackoff_cnn_v2_wide.weights.h5", training.SHIPPED_WIDTH, 2, 3),
+    ]
+    # a file of the user's at an intermediate stage's name: refused before any training
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "trackoff_cnn_v2_pruned.weights.h5").write_bytes(b"mine")
+    calls.clear()
+    with pytest.raises(ProtectedOutputError, match="did not write"):
+        training.build_model(user)
+    assert calls == [] and (user / "trackoff_cnn_v2_pruned.weights.h5").read_bytes() == b"mine"
+    with pytest.raises(InvalidParameterError, match="width=0"):
+        training.build_model(tmp_path / "x", width=0)
 
 
 def test_fine_tune_on_a_scene_and_use_it(tmp_path):
@@ -446,9 +485,11 @@ def test_network_in_strips_is_identical_to_one_call(monkeypatch, runtime):
     normalised = cnn_features.local_normalise(rng.random((150, 120), dtype=np.float32))
     weights = str(cnn_features.DEFAULT_WEIGHTS)
     with trackoff_xr.set_options(cnn_runtime=runtime):
-        monkeypatch.setattr(cnn_features, "STRIP_ROWS", 10**6)
+        for name in ("STRIP_ROWS", "OPENCV_STRIP_ROWS"):
+            monkeypatch.setattr(cnn_features, name, 10**6)
         whole = cnn_features.run_network(weights, normalised)
-        monkeypatch.setattr(cnn_features, "STRIP_ROWS", 37)  # strips that do not divide the rows
+        for name in ("STRIP_ROWS", "OPENCV_STRIP_ROWS"):  # strips that do not divide the rows
+            monkeypatch.setattr(cnn_features, name, 37)
         strips = cnn_features.run_network(weights, normalised)
     atol = 1e-6 if runtime == "tensorflow" else 5e-5
     np.testing.assert_allclose(strips, whole, rtol=0, atol=atol)

@@ -66,22 +66,35 @@ def test_bad_tf_device_is_refused(bad):
         set_options(tf_device=bad)
 
 
-@pytest.mark.parametrize("bad", ["auto", "onnx", "OpenCV", 1, None])
+@pytest.mark.parametrize("bad", ["onnx", "OpenCV", "gpu", 1, None])
 def test_bad_cnn_runtime_is_refused(bad):
     with pytest.raises(trackoff_xr.InvalidParameterError, match="cnn_runtime"):
         set_options(cnn_runtime=bad)
 
 
 def test_cnn_runtime_option_and_environment(monkeypatch):
-    assert get_options()["cnn_runtime"] == "tensorflow"
+    assert get_options()["cnn_runtime"] == "auto"
     with set_options(cnn_runtime="opencv"):
         assert get_options()["cnn_runtime"] == "opencv"
-    assert get_options()["cnn_runtime"] == "tensorflow"
+    assert get_options()["cnn_runtime"] == "auto"
     monkeypatch.setenv("TRACKOFF_CNN_RUNTIME", " OpenCV ")
     assert get_options()["cnn_runtime"] == "opencv"
     monkeypatch.setenv("TRACKOFF_CNN_RUNTIME", "tflite")
     with pytest.raises(trackoff_xr.InvalidParameterError, match="TRACKOFF_CNN_RUNTIME"):
         get_options()
+
+
+def test_auto_runtime_is_opencv_on_the_cpu_and_tensorflow_on_a_gpu(monkeypatch):
+    from trackoff_xr import tf_runtime
+    from trackoff_xr.matchers.cnn.features import network_runtime
+
+    for device, expected in [("cpu", "opencv"), (None, "opencv"), ("gpu", "tensorflow")]:
+        monkeypatch.setattr(tf_runtime, "_device", device)
+        assert network_runtime() == expected
+        with set_options(cnn_runtime="tensorflow"):
+            assert network_runtime() == "tensorflow"
+        with set_options(cnn_runtime="opencv"):
+            assert network_runtime() == "opencv"
 
 
 def test_tf_device_environment_default(monkeypatch):

@@ -279,7 +279,7 @@ def test_the_shipped_json_stays_readable_and_unchanged():
     folder = DEFAULT_WEIGHTS.parent
     before = snapshot(folder)
     meta = model_metadata(DEFAULT_WEIGHTS)
-    assert meta["version"] == "trackoff_cnn_v1" and "software" not in meta
+    assert meta["version"] == "trackoff_cnn_v2" and "software" not in meta
     layers, blur = architecture(DEFAULT_WEIGHTS)
     assert len(layers) > 0 and np.isfinite(blur)
     assert snapshot(folder) == before

@@ -1141,7 +1141,21 @@ def demo(out_dir: str, size: int, method: str, seed: int) -> None:
     default=3000,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Optimisation steps (batch of 32 generated pairs each).",
+    help="Optimisation steps of the 16-channel network (batch of 32 generated pairs each).",
+)
+@click.option(
+    "--width",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Channels per hidden layer after pruning (16: no pruning).",
+)
+@click.option(
+    "--tune-steps",
+    default=600,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Fine-tuning steps after pruning.",
 )
 @click.option(
     "--calibration-scenes",
@@ -1156,26 +1170,37 @@ def demo(out_dir: str, size: int, method: str, seed: int) -> None:
     help="Replace weights (and their JSON) that trackoff train wrote; other files never.",
 )
 @_debug_option
-def train(out_dir: str, seed: int, steps: int, calibration_scenes: int, overwrite: bool) -> None:
-    """Train the shared CNN matcher on generated pairs, then calibrate its confidence.
+def train(
+    out_dir: str,
+    seed: int,
+    steps: int,
+    width: int,
+    tune_steps: int,
+    calibration_scenes: int,
+    overwrite: bool,
+) -> None:
+    """Train the shared CNN matcher on generated pairs, prune it, then calibrate its confidence.
 
     \b
     Reproduces the shipped weights (same seed, steps and library versions):
-      trackoff train --seed 0 --steps 3000 --out trackoff_weights
-    then use them with offsets(..., weights="trackoff_weights/trackoff_cnn_v1.weights.h5").
-    Takes about 15 minutes on 2 CPU cores; needs TensorFlow (pip install 'trackoff_xr[cnn]').
+      trackoff train --seed 0 --steps 3000 --width 8 --out trackoff_weights
+    then use them with offsets(..., weights="trackoff_weights/trackoff_cnn_v2.weights.h5").
+    Takes 25-40 minutes on 2 CPU cores; needs TensorFlow (pip install 'trackoff_xr[cnn]').
     Existing weights in OUT are replaced only with --overwrite, and only if
     their JSON says trackoff wrote them; this is checked before training.
     """  # noqa: D301 (click's \b needs a real backspace)
-    from .matchers.cnn.train import build_model, check_weights_output
+    from .matchers.cnn.train import build_model, build_outputs, check_weights_output
 
     mode = "w" if overwrite else "w-"
-    check_weights_output(out_dir, mode=mode)  # before minutes of training
+    for name in build_outputs(width):  # before minutes of training
+        check_weights_output(out_dir, name, mode=mode)
     _import_tensorflow_quietly()
     weights = build_model(
         out_dir,
         seed=seed,
         steps=steps,
+        width=width,
+        tune_steps=tune_steps,
         calibration_scenes=calibration_scenes,
         mode=mode,
     )

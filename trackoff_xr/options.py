@@ -23,8 +23,10 @@ option                    environment default             meaning
                                                           their own pages, returned when
                                                           freed; 0 leaves glibc's own rule
 ``cnn_runtime``           ``TRACKOFF_CNN_RUNTIME`` or      what runs the CNN's trained network:
-                          ``"tensorflow"``                ``"tensorflow"`` (CPU or GPU) or
-                                                          ``"opencv"`` (OpenCV's ``dnn``, CPU)
+                          ``"auto"``                      ``"auto"``: OpenCV's ``dnn`` on the
+                                                          CPU, TensorFlow where it runs on a
+                                                          GPU; ``"tensorflow"`` (CPU or GPU);
+                                                          ``"opencv"`` (CPU)
 ========================  ==============================  ===================================
 
 Why ``malloc_mmap_threshold``: glibc raises its threshold for giving a block
@@ -39,11 +41,14 @@ glibc's rule, 1,827 MB with a fixed 4 MiB threshold (same speed: 51.3 and
 
 Why ``cnn_runtime``: OpenCV's ``dnn`` runs the same network (the same
 weights, converted once per process); the features agree to 1e-5 (relative
-1.3e-6). On 2026-12-03's AVX2-only 2-core machine, one thread, a 266 x 1,200
-strip took 146 ms against TensorFlow's 254 ms (a network half as wide: 70 ms
-against 194 ms). But on whole blocks, whose strips change shape, it gained
-only 1.06-1.15x, and a quarter IW scene took 178 s at a 1.92 GB peak against
-155 s and 1.83 GB: so TensorFlow stays the default.
+1.3e-6). On 2026-12-03's AVX2-only 2-core machine, four 2,200 x 2,200 blocks on
+two threads took 2.75-3.06 s with OpenCV against 4.21-4.43 s with TensorFlow
+for the shipped 8-channel network (one block on one thread: 1.23 s against
+1.65-1.71 s), and ``offsets(method="cnn")`` on a 4096 x 4096 real-texture pair
+10.4 s against 11.4 s. For the 16-channel network of model v1 it gained
+nothing on whole blocks (5.2-5.4 s against 4.8-5.3 s): oneDNN is inefficient
+at narrow layers, OpenCV is not. So ``"auto"`` picks OpenCV, except where
+TensorFlow runs on a GPU (``tf_device``).
 
 TensorFlow sizes its thread pools once, when it first runs: the values in
 force at that moment are the ones used for the rest of the process.
@@ -86,7 +91,7 @@ def _env_int(name: str, default: int, minimum: int = 1) -> int:
 #: values of the ``tf_device`` option
 TF_DEVICES = ("auto", "cpu")
 #: values of the ``cnn_runtime`` option
-CNN_RUNTIMES = ("tensorflow", "opencv")
+CNN_RUNTIMES = ("auto", "tensorflow", "opencv")
 
 
 def _env_choice(name: str, default: str, choices: tuple[str, ...] = TF_DEVICES) -> str:
@@ -114,7 +119,7 @@ def _defaults() -> dict[str, Any]:
         "malloc_mmap_threshold": _env_int(
             "TRACKOFF_MALLOC_MMAP_THRESHOLD", MMAP_THRESHOLD, minimum=0
         ),
-        "cnn_runtime": _env_choice("TRACKOFF_CNN_RUNTIME", "tensorflow", CNN_RUNTIMES),
+        "cnn_runtime": _env_choice("TRACKOFF_CNN_RUNTIME", "auto", CNN_RUNTIMES),
     }
 
 
@@ -137,7 +142,8 @@ def _check(name: str, value: Any) -> Any:
         if value not in CNN_RUNTIMES:
             raise InvalidParameterError(
                 f"cnn_runtime={value!r} is not one of {list(CNN_RUNTIMES)}; pass "
-                "cnn_runtime='tensorflow' (CPU or GPU) or 'opencv' (CPU)"
+                "cnn_runtime='auto' (OpenCV on the CPU, TensorFlow on a GPU), 'tensorflow' "
+                "(CPU or GPU) or 'opencv' (CPU)"
             )
         return value
     if name == "malloc_mmap_threshold":

@@ -310,8 +310,8 @@ def weights_json(weights: str | os.PathLike[str]) -> Path:
 
     Examples
     --------
-    >>> weights_json("out/trackoff_cnn_v1.weights.h5").name
-    'trackoff_cnn_v1.json'
+    >>> weights_json("out/trackoff_cnn_v2.weights.h5").name
+    'trackoff_cnn_v2.json'
     """
     path = Path(os.fspath(weights))
     if not path.name.endswith(_WEIGHTS_SUFFIX) or path.name == _WEIGHTS_SUFFIX:

@@ -51,7 +51,7 @@ LAYERS: tuple[tuple[int, int], ...] = ((16, 5), (16, 3), (16, 3), (1, 3))
 #: fixed Gaussian blur of the output features (pixels): band-limits them so
 #: the sub-pixel refinement can interpolate them accurately
 OUTPUT_BLUR = 0.7
-DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "trackoff_cnn_v1.weights.h5"
+DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "trackoff_cnn_v2.weights.h5"
 
 
 def network_radius(layers: tuple[tuple[int, int], ...] = LAYERS, blur: float = OUTPUT_BLUR) -> int:
@@ -264,12 +264,17 @@ def _compile(network: Any) -> tuple[Any, np.ndarray | None]:
 #: network in strips of 512 rows, 310 MB in 256 (~4 % slower), 250 MB in 128
 #: (~20 % slower)
 STRIP_ROWS = 256
+#: rows per strip when OpenCV runs the network: its time per pixel is the same
+#: for strips of 138 and 266 rows (157 and 317 ms at 2,200 columns), and its
+#: buffers, held per thread, grow with the strip
+OPENCV_STRIP_ROWS = 128
 
 
 def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Feature channel of one normalised image ``(rows, cols)``, by the trained network.
 
-    The network runs on strips of :data:`STRIP_ROWS` rows, each with the
+    The network runs on strips of :data:`STRIP_ROWS` rows (OpenCV:
+    :data:`OPENCV_STRIP_ROWS`), each with the
     convolutions' radius of context above and below, so its memory does not
     grow with the block; the result is the same as one call on the whole
     image (zero padding only at the image's own edges, as before). ``out``,
@@ -285,8 +290,9 @@ def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = N
     normalised = np.ascontiguousarray(normalised, dtype=np.float32)
     rows, cols = normalised.shape
     features: np.ndarray = np.empty(normalised.shape, dtype=np.float32)
-    for top in range(0, rows, STRIP_ROWS):
-        bottom = min(top + STRIP_ROWS, rows)
+    strip_rows = STRIP_ROWS if net is None else OPENCV_STRIP_ROWS
+    for top in range(0, rows, strip_rows):
+        bottom = min(top + strip_rows, rows)
         lo, hi = max(top - radius, 0), min(bottom + radius, rows)
         if net is not None:
             with opencv_threads(1):  # dask's threads are the parallelism
@@ -306,21 +312,27 @@ def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = N
 
 
 def network_runtime() -> str:
-    """Return what runs the network now: ``"tensorflow"`` (the default) or ``"opencv"``.
+    """Return what runs the network now: ``"opencv"`` or ``"tensorflow"``.
 
-    The ``cnn_runtime`` option (:func:`trackoff_xr.set_options`). Weights
-    OpenCV cannot read run on TensorFlow whatever the choice.
+    The ``cnn_runtime`` option (:func:`trackoff_xr.set_options`), with
+    ``"auto"`` (the default) resolved: TensorFlow where it runs on a GPU
+    (:func:`trackoff_xr.tf_runtime.device`), OpenCV's ``dnn`` otherwise.
+    Weights OpenCV cannot read run on TensorFlow whatever the choice.
 
     Examples
     --------
     >>> import trackoff_xr
-    >>> with trackoff_xr.set_options(cnn_runtime="opencv"):
+    >>> with trackoff_xr.set_options(cnn_runtime="tensorflow"):
     ...     network_runtime()
-    'opencv'
+    'tensorflow'
     """
     from ...options import get_options
+    from ...tf_runtime import device
 
-    return str(get_options()["cnn_runtime"])
+    choice = str(get_options()["cnn_runtime"])
+    if choice == "auto":
+        return "tensorflow" if device() == "gpu" else "opencv"
+    return choice
 
 
 _OPENCV_MODELS: dict[str, bytes | None] = {}
@@ -367,12 +379,13 @@ def _convert_for_opencv(network: Any, depth: int) -> bytes:
                 batch = tf.nn.relu(batch)
         return batch
 
-    concrete = tf.function(frozen).get_concrete_function(
-        tf.TensorSpec([1, None, None, 1], tf.float32)
-    )
+    holder = tf.Module()  # the converter wants the function's owner (absl warns otherwise)
+    holder.frozen = tf.function(frozen)
+    concrete = holder.frozen.get_concrete_function(tf.TensorSpec([1, None, None, 1], tf.float32))
     with warnings.catch_warnings():  # tf.lite is deprecated in favour of LiteRT
         warnings.simplefilter("ignore")
-        return bytes(tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert())
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
+        return bytes(converter.convert())
 
 
 def _opencv_net(weights: str) -> Any:

@@ -35,6 +35,7 @@ from .features import (
 from .training_data import DEFAULT_SPEC, TrainingSpec, make_batch
 
 __all__ = [
+    "build_outputs",
     "check_out_folder",
     "check_weights_output",
     "correlation_surface",
@@ -44,7 +45,12 @@ __all__ = [
     "train",
 ]
 
-MODEL_VERSION = "trackoff_cnn_v1"
+MODEL_VERSION = "trackoff_cnn_v2"
+#: channels per hidden layer of the shipped network: the 16-channel network
+#: :func:`train` makes is pruned to this many (:func:`prune_and_tune`)
+SHIPPED_WIDTH = 8
+#: fine-tuning steps after pruning, in :func:`build_model`
+TUNE_STEPS = 600
 #: where :func:`train` and :func:`build_model` write by default (relative to the current folder)
 DEFAULT_OUT = Path("trackoff_weights")
 
@@ -277,7 +283,7 @@ def train(
             "patch": spec.patch,
             "radius": spec.radius,
             "max_shift": spec.max_shift,
-            "initial_weights": str(initial_weights or ""),
+            "initial_weights": Path(initial_weights).name if initial_weights else "",
             "seconds": round(time.perf_counter() - started, 1),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
@@ -488,7 +494,7 @@ def prune_and_tune(
             "layers": [list(layer) for layer in layers],
             "output_blur": blur,
         },
-        "pruned_from": str(weights),
+        "pruned_from": Path(weights).name,
         "prune_seed": PRUNE_SEED,
     }
     save_weights(pruned.save_weights, meta, start, mode=mode)
@@ -527,23 +533,72 @@ def _calibrate(weights: Path, seed: int, scenes: int) -> None:
     write_weights_meta(meta, weights, mode="w")  # the JSON train() has just written
 
 
+def build_outputs(width: int = SHIPPED_WIDTH) -> tuple[str, ...]:
+    """Names of the weights :func:`build_model` writes for ``width``, the final one last.
+
+    Examples
+    --------
+    >>> build_outputs(8)
+    ('trackoff_cnn_v2_wide', 'trackoff_cnn_v2_pruned', 'trackoff_cnn_v2')
+    >>> build_outputs(16)
+    ('trackoff_cnn_v2',)
+    """
+    if width == LAYERS[0][0]:
+        return (MODEL_VERSION,)
+    return (f"{MODEL_VERSION}_wide", f"{MODEL_VERSION}_pruned", MODEL_VERSION)
+
+
 def build_model(
     out: str | Path = DEFAULT_OUT,
     *,
     seed: int = 0,
     steps: int = 3000,
+    width: int = SHIPPED_WIDTH,
+    tune_steps: int = TUNE_STEPS,
     calibration_seed: int = 1000,
     calibration_scenes: int = 96,
     mode: str = "w-",
 ) -> Path:
-    """Train, then calibrate the confidence: the recipe of the shipped weights.
+    """Train, prune, fine-tune, then calibrate the confidence: the recipe of the shipped weights.
+
+    1. :func:`train` the 16-channel network for ``steps`` from ``seed``
+       (written as ``<MODEL_VERSION>_wide``);
+    2. :func:`prune_and_tune` it to ``width`` channels per hidden layer,
+       ``tune_steps`` more steps from the same seed (``<MODEL_VERSION>_pruned``
+       is the pruned start), and calibrate both confidences. ``width=16``
+       skips the pruning: the wide network itself is calibrated and written
+       as ``<MODEL_VERSION>``.
 
     The calibration (see :mod:`trackoff_xr.matchers.cnn.calibrate`) is fitted on scenes
     from ``calibration_seed``, disjoint from the training data, and written
     into the JSON beside the weights together with its held-out check.
     ``mode`` is as in :func:`train`: existing weights are refused (``"w-"``)
     or replaced only if trackoff_xr wrote them (``"w"``), checked before training.
+    Measured (2 CPU cores, 2026-12-03): 3000 steps in 15-25 min, the pruning
+    and 600 steps in 11 min.
     """
-    weights = train(out, seed=seed, steps=steps, mode=mode)
-    _calibrate(weights, calibration_seed, calibration_scenes)
-    return weights
+    from ...exceptions import InvalidParameterError
+
+    wide_width = LAYERS[0][0]
+    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= wide_width:
+        raise InvalidParameterError(
+            f"width={width!r} is not a channel count in 1..{wide_width}; pass e.g. "
+            f"width={SHIPPED_WIDTH} (the shipped network)"
+        )
+    for name in build_outputs(width):
+        check_weights_output(out, name, mode=mode)  # all before minutes of training
+    if width == wide_width:
+        weights = train(out, seed=seed, steps=steps, mode=mode)
+        _calibrate(weights, calibration_seed, calibration_scenes)
+        return weights
+    wide = train(out, seed=seed, steps=steps, name=f"{MODEL_VERSION}_wide", mode=mode)
+    return prune_and_tune(
+        wide,
+        out,
+        width=width,
+        steps=tune_steps,
+        seed=seed,
+        calibration_seed=calibration_seed,
+        calibration_scenes=calibration_scenes,
+        mode=mode,
+    )
