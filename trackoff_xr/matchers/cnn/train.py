@@ -472,7 +472,7 @@ def prune_and_tune(
     Writes ``<name>_pruned`` (the pruned start) and ``<name>`` (fine-tuned
     by :func:`train` on :func:`~trackoff_xr.matchers.cnn.training_data.make_batch`
     from ``seed``, then calibrated as in :func:`build_model`) into ``out``.
-    Measured (2026-12-03, 2 cores): the shipped 16-channel weights pruned to 8
+    Measured (2026-12-03, 2 cores): the 16-channel weights of model v1 pruned to 8
     and tuned 600 steps in 614 s; on generated pairs the result matched them
     (``benchmarks/choose_network.py``: > 1 px 22.04 % against 21.91 %) with a
     network 2.1x (OpenCV) to 1.3x (TensorFlow) faster.
