@@ -504,7 +504,7 @@ def test_weights_opencv_cannot_take_run_on_tensorflow(monkeypatch):
     with trackoff_xr.set_options(cnn_runtime="tensorflow"):
         expected = cnn_features.run_network(weights, image)
 
-    def no_converter(network, depth):
+    def no_converter(*args):
         raise AttributeError("module 'tensorflow' has no attribute 'lite'")
 
     cnn_features.clear_networks()
