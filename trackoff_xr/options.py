@@ -23,7 +23,7 @@ option                    environment default             meaning
                                                           their own pages, returned when
                                                           freed; 0 leaves glibc's own rule
 ``cnn_runtime``           ``TRACKOFF_CNN_RUNTIME`` or      what runs the CNN's trained network:
-                          ``"auto"``                      ``"auto"``: OpenCV's ``dnn`` on the
+                          ``"auto"``                      ``"auto"``: OpenCV filters on the
                                                           CPU, TensorFlow where it runs on a
                                                           GPU; ``"tensorflow"`` (CPU or GPU);
                                                           ``"opencv"`` (CPU)
@@ -39,16 +39,15 @@ glibc's rule, 1,827 MB with a fixed 4 MiB threshold (same speed: 51.3 and
 ``MALLOC_TRIM_THRESHOLD_`` in its workers for the same reason.) A
 ``MALLOC_MMAP_THRESHOLD_`` set in the environment is left as it is.
 
-Why ``cnn_runtime``: OpenCV's ``dnn`` runs the same network (the same
-weights, converted once per process); the features agree to 1e-5 (relative
-1.3e-6). On 2026-12-03's AVX2-only 2-core machine, four 2,200 x 2,200 blocks on
-two threads took 2.75-3.06 s with OpenCV against 4.21-4.43 s with TensorFlow
-for the shipped 8-channel network (one block on one thread: 1.23 s against
-1.65-1.71 s), and ``offsets(method="cnn")`` on a 4096 x 4096 real-texture pair
-10.4 s against 11.4 s. For the 16-channel network of model v1 it gained
-nothing on whole blocks (5.2-5.4 s against 4.8-5.3 s): oneDNN is inefficient
-at narrow layers, OpenCV is not. So ``"auto"`` picks OpenCV, except where
-TensorFlow runs on a GPU (``tf_device``).
+Why ``cnn_runtime``: OpenCV runs the same network as a stack of
+``cv2.filter2D`` calls, one per pair of input and output channels
+(:func:`trackoff_xr.matchers.cnn.features.filter_forward`); the features agree
+with TensorFlow's to ~3e-6. On 2026-12-03's AVX2-only 2-core machine,
+``offsets(method="cnn")`` on a 4096 x 4096 real-texture pair (two threads, best
+of two) took 6.8 s with it, 9.5 s with OpenCV's ``dnn`` module (the runtime of
+session 10) and, in an earlier run that day, 11.4 s with TensorFlow: oneDNN is inefficient at the
+network's narrow layers, OpenCV's filters are not. So ``"auto"`` picks
+OpenCV, except where TensorFlow runs on a GPU (``tf_device``).
 
 TensorFlow sizes its thread pools once, when it first runs: the values in
 force at that moment are the ones used for the rest of the process.

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ __all__ = [
     "local_normalise",
     "model_metadata",
     "network_runtime",
-    "opencv_model",
+    "filter_forward",
 ]
 
 LCN_SIGMA = 4.0
@@ -265,10 +264,11 @@ def _compile(network: Any) -> tuple[Any, np.ndarray | None]:
 #: network in strips of 512 rows, 310 MB in 256 (~4 % slower), 250 MB in 128
 #: (~20 % slower)
 STRIP_ROWS = 256
-#: rows per strip when OpenCV runs the network: its time per pixel is the same
-#: for strips of 138 and 266 rows (157 and 317 ms at 2,200 columns), and its
-#: buffers, held per thread, grow with the strip
-OPENCV_STRIP_ROWS = 128
+#: rows per strip when OpenCV runs the network (:func:`filter_forward`): per
+#: row of output, one thread, 2,200 columns, model v2: 0.47 ms in strips of
+#: 32 rows, 0.39 in 128, 0.35 in 256; its two scratch buffers per thread
+#: (8 x 266 x 2,200 float32 each, 19 MB) grow with the strip
+OPENCV_STRIP_ROWS = 256
 
 
 def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -281,23 +281,24 @@ def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = N
     image (zero padding only at the image's own edges, as before). ``out``,
     a C-contiguous float32 array of the image's shape, receives the result.
     What runs the network is :func:`network_runtime`'s choice: OpenCV's
-    ``dnn`` or TensorFlow's compiled graph (the same features to ~1e-5).
+    filters (:func:`filter_forward`) or TensorFlow's compiled graph (the same
+    features to ~1e-5).
     """
     import cv2
 
     get_network(weights)
     function, taps, radius = _COMPILED[weights]
-    net = _opencv_net(weights) if network_runtime() == "opencv" else None
+    layers = _filter_layers(weights) if network_runtime() == "opencv" else None
     normalised = np.ascontiguousarray(normalised, dtype=np.float32)
     rows = normalised.shape[0]
     features: np.ndarray = np.empty(normalised.shape, dtype=np.float32)
-    strip_rows = STRIP_ROWS if net is None else OPENCV_STRIP_ROWS
+    strip_rows = STRIP_ROWS if layers is None else OPENCV_STRIP_ROWS
     for top in range(0, rows, strip_rows):
         bottom = min(top + strip_rows, rows)
         lo, hi = max(top - radius, 0), min(bottom + radius, rows)
-        if net is not None:
+        if layers is not None:
             with opencv_threads(1):  # dask's threads are the parallelism
-                strip = _opencv_forward(*net, normalised[lo:hi])
+                strip = filter_forward(layers, normalised[lo:hi])
         else:
             strip = np.asarray(function(normalised[None, lo:hi, :, None]))[0, :, :, 0]
         features[top:bottom] = strip[top - lo : top - lo + bottom - top]
@@ -316,8 +317,8 @@ def network_runtime() -> str:
 
     The ``cnn_runtime`` option (:func:`trackoff_xr.set_options`), with
     ``"auto"`` (the default) resolved: TensorFlow where it runs on a GPU
-    (:func:`trackoff_xr.tf_runtime.device`), OpenCV's ``dnn`` otherwise.
-    Weights OpenCV cannot read run on TensorFlow whatever the choice.
+    (:func:`trackoff_xr.tf_runtime.device`), OpenCV (:func:`filter_forward`)
+    otherwise.
 
     Examples
     --------
@@ -335,145 +336,97 @@ def network_runtime() -> str:
     return choice
 
 
-@dataclass(frozen=True)
-class _OpenCVPlan:
-    """How OpenCV runs one network: a ``dnn`` model for the middle, filters for its ends.
-
-    OpenCV's ``dnn`` convolutions are slow where a layer has one channel in
-    or out: measured on a 144 x 2,200 strip (one thread, model v2), the 1 ->
-    8 first layer (200 multiply-adds per pixel) took 18 ms and the 8 -> 1
-    last one (72) a large share of the 85 ms the whole network took, where
-    ``cv2.filter2D`` does each output or input channel in well under a
-    millisecond. Those ends therefore run as filters, per channel: the
-    network took 71-81 ms against 84-87 ms (v2), 62 ms against 73-75 ms for
-    six channels, with features equal to ~6e-6.
-    """
-
-    #: the TFLite flatbuffer of layers ``start`` .. ``stop - 1``
-    model: bytes
-    start: int
-    stop: int
-    #: (kernel, bias) of every layer, float32, Keras layout
-    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
-
-
-_OPENCV_PLANS: dict[str, _OpenCVPlan | None] = {}
-_opencv_local = threading.local()
-#: bumped by :func:`clear_networks`: every thread then reads its networks again
-_opencv_generation = [0]
-
-
-def opencv_model(weights: str) -> bytes | None:
-    """Return the part of the network of ``weights`` OpenCV's ``dnn`` runs, as TFLite.
-
-    That is every convolution but a first one that reads one channel and a
-    last one that writes one (those run as :func:`cv2.filter2D`, see
-    :class:`_OpenCVPlan`), with the weights as constants; the output blur is
-    left out. Converted once per process from the loaded Keras network;
-    ``None`` where this TensorFlow cannot convert it (the caller then runs
-    TensorFlow).
-    """
-    plan = _opencv_plan(weights)
-    return None if plan is None else plan.model
-
-
-def _opencv_plan(weights: str) -> _OpenCVPlan | None:
+def _filter_layers(
+    weights: str,
+) -> tuple[tuple[tuple[tuple[np.ndarray, ...], ...], np.ndarray], ...]:
+    """Each convolution of ``weights`` as 2-D float32 kernels ``[out][in]`` and its bias."""
     with _lock:
-        if weights in _OPENCV_PLANS:
-            return _OPENCV_PLANS[weights]
-    network = get_network(weights)
-    depth = len(architecture(weights)[0])
-    layers = tuple(
-        tuple(np.asarray(a, dtype=np.float32) for a in network.get_layer(f"conv{i}").get_weights())
-        for i in range(depth)
-    )
-    start = 1 if depth >= 3 and layers[0][0].shape[2] == 1 else 0
-    stop = depth - 1 if depth >= 2 and layers[-1][0].shape[3] == 1 else depth
-    plan: _OpenCVPlan | None
-    try:
-        model = _convert_for_opencv(network, depth, start, stop)
-        plan = _OpenCVPlan(model, start, stop, layers)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001  (no converter in this TensorFlow: use TensorFlow itself)
-        plan = None
-    with _lock:
-        _OPENCV_PLANS[weights] = plan
-    return plan
+        layers = _FILTER_LAYERS.get(weights)
+    if layers is None:
+        network = get_network(weights)
+        built = []
+        for i in range(len(architecture(weights)[0])):
+            kernel, bias = (
+                np.asarray(a, np.float32) for a in network.get_layer(f"conv{i}").get_weights()
+            )
+            kernels = tuple(
+                tuple(np.ascontiguousarray(kernel[:, :, c, o]) for c in range(kernel.shape[2]))
+                for o in range(kernel.shape[3])
+            )
+            built.append((kernels, bias))
+        layers = tuple(built)
+        with _lock:
+            _FILTER_LAYERS[weights] = layers
+    return layers
 
 
-def _convert_for_opencv(network: Any, depth: int, start: int = 0, stop: int | None = None) -> bytes:
-    """TFLite flatbuffer of convolutions ``start`` .. ``stop - 1`` (ReLU after all but the last)."""
-    import warnings
-
-    import tensorflow as tf
-
-    stop = depth if stop is None else stop
-    convolutions = []
-    for i in range(start, stop):
-        kernel, bias = network.get_layer(f"conv{i}").get_weights()
-        convolutions.append((i, tf.constant(kernel), tf.constant(bias)))
-    channels_in = int(convolutions[0][1].shape[2])
-
-    def frozen(batch: Any) -> Any:
-        for i, kernel, bias in convolutions:
-            batch = tf.nn.bias_add(tf.nn.conv2d(batch, kernel, 1, "SAME"), bias)
-            if i < depth - 1:
-                batch = tf.nn.relu(batch)
-        return batch
-
-    holder = tf.Module()  # the converter wants the function's owner (absl warns otherwise)
-    holder.frozen = tf.function(frozen)
-    spec = tf.TensorSpec([1, None, None, channels_in], tf.float32)
-    concrete = holder.frozen.get_concrete_function(spec)
-    with warnings.catch_warnings():  # tf.lite is deprecated in favour of LiteRT
-        warnings.simplefilter("ignore")
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
-        return bytes(converter.convert())
+_FILTER_LAYERS: dict[str, Any] = {}
+_filter_scratch = threading.local()
 
 
-def _opencv_net(weights: str) -> tuple[Any, _OpenCVPlan] | None:
-    """Return this thread's OpenCV ``dnn`` network of ``weights`` and its plan (not thread-safe)."""
-    nets = getattr(_opencv_local, "nets", None)
-    if nets is None or getattr(_opencv_local, "generation", None) != _opencv_generation[0]:
-        nets = _opencv_local.nets = {}
-        _opencv_local.generation = _opencv_generation[0]
-    if weights not in nets:
-        import cv2
+def _scratch(channels: int, rows: int, cols: int) -> list[np.ndarray]:
+    """Return two activation buffers and one plane of this thread, at least this large.
 
-        plan = _opencv_plan(weights)
-        nets[weights] = (
-            None
-            if plan is None
-            else (cv2.dnn.readNetFromTFLite(np.frombuffer(plan.model, np.uint8)), plan)
-        )
-    return nets[weights]
+    Reused from call to call (strips differ in rows only at a block's ends):
+    each is a view of rows ``:rows`` of a buffer of the same columns.
+    """
+    held = getattr(_filter_scratch, "buffers", None)
+    if (
+        held is None
+        or held[0].shape[0] < channels
+        or held[0].shape[1] < rows
+        or held[0].shape[2] != cols
+    ):
+        shape = (channels, rows, cols)
+        held = [
+            np.empty(shape, np.float32),
+            np.empty(shape, np.float32),
+            np.empty(shape[1:], np.float32),
+        ]
+        _filter_scratch.buffers = held
+    return [held[0][:, :rows], held[1][:, :rows], held[2][:rows]]
 
 
-def _opencv_forward(net: Any, plan: _OpenCVPlan, image: np.ndarray) -> np.ndarray:
-    """Run the network (output blur left out) on one 2-D float32 strip, by OpenCV.
+def filter_forward(layers: Any, image: np.ndarray) -> np.ndarray:
+    """Run a stack of 'same' convolutions (ReLU between, the last linear) by OpenCV.
 
-    Zeros beyond the strip at every layer, as Keras' ``'same'`` padding.
+    Every output channel is the sum over input channels of one
+    :func:`cv2.filter2D` each, the bias added by the first as its ``delta``;
+    zeros beyond the image at every layer, as Keras' ``'same'`` padding. The
+    result is a view of this thread's scratch buffer, valid until its next call.
+
+    Why not OpenCV's ``dnn`` module (which ran this network, converted to
+    TFLite, until session 11): on a 266 x 2,200 strip of one thread, model v2,
+    this took 89 ms against 116 ms for ``dnn`` (138 rows: 50 ms against 62), the
+    features equal to 3e-6; six channels: 59 ms against 88. ``dnn`` is slow
+    where a layer has one channel in or out, and it needs a TFLite conversion.
+
+    Examples
+    --------
+    >>> box = np.full((3, 3), 1 / 9, np.float32)
+    >>> layers = [(((box,),), np.zeros(1, np.float32))]
+    >>> out = filter_forward(layers, np.ones((4, 5), np.float32))
+    >>> float(out[0, 0]), float(out[2, 2])
+    (0.4444444477558136, 1.0)
     """
     import cv2
 
     border = cv2.BORDER_CONSTANT
-    if plan.start:
-        kernel, bias = plan.layers[0]
-        batch = np.empty((1, kernel.shape[3]) + image.shape, dtype=np.float32)
-        for c in range(kernel.shape[3]):
-            cv2.filter2D(image, -1, kernel[:, :, 0, c], dst=batch[0, c], borderType=border)
-            batch[0, c] += bias[c]
-        np.maximum(batch, 0.0, out=batch)
-    else:
-        batch = image.reshape((1, 1) + image.shape)
-    net.setInput(batch)
-    hidden = net.forward()[0]
-    if plan.stop == len(plan.layers):
-        return np.asarray(hidden[0])
-    kernel, bias = plan.layers[-1]
-    out = np.full(hidden.shape[1:], bias[0], dtype=np.float32)
-    for c in range(hidden.shape[0]):
-        out += cv2.filter2D(hidden[c], -1, kernel[:, :, c, 0], borderType=border)
-    return out
+    widest = max(len(kernels) for kernels, _ in layers)
+    first, second, plane = _scratch(widest, *image.shape)
+    inputs: Any = (image,)
+    buffers = (first, second)
+    for depth, (kernels, bias) in enumerate(layers):
+        out = buffers[depth % 2]
+        for o, row in enumerate(kernels):
+            cv2.filter2D(inputs[0], -1, row[0], dst=out[o], delta=float(bias[o]), borderType=border)
+            for channel, kernel in zip(inputs[1:], row[1:], strict=True):
+                cv2.filter2D(channel, -1, kernel, dst=plane, borderType=border)
+                cv2.add(out[o], plane, dst=out[o])
+        if depth < len(layers) - 1:
+            np.maximum(out[: len(kernels)], 0.0, out=out[: len(kernels)])
+        inputs = out[: len(kernels)]
+    return inputs[0]
 
 
 def clear_networks() -> None:
@@ -481,8 +434,7 @@ def clear_networks() -> None:
     with _lock:
         _NETWORKS.clear()
         _COMPILED.clear()
-        _OPENCV_PLANS.clear()
-        _opencv_generation[0] += 1
+        _FILTER_LAYERS.clear()
 
 
 def model_metadata(weights: str | os.PathLike[str] = DEFAULT_WEIGHTS) -> dict[str, Any]:
