@@ -2,6 +2,7 @@
 
 from .ncc import ncc_surfaces
 from .refine import refine_translation
+from .refine_affine import refine_affine
 from .subpixel import SUBPIXEL_METHODS, refine_peaks
 from .threads import opencv_threads
 from .windows import WindowLattice, extract_windows
@@ -12,6 +13,7 @@ __all__ = [
     "extract_windows",
     "ncc_surfaces",
     "opencv_threads",
+    "refine_affine",
     "refine_peaks",
     "refine_translation",
 ]

@@ -13,12 +13,18 @@ import numpy as np
 from ..exceptions import InvalidParameterError
 from .ncc import ncc_surfaces
 from .refine import refine_translation
+from .refine_affine import refine_affine
 from .subpixel import SUBPIXEL_METHODS, refine_peaks
 
 __all__ = ["EXACT_MATCH", "MatchResult", "check_subpixel", "correlate_and_refine"]
 
 #: integer-peak ZNCC at and above which a match is taken as exact (no refinement)
 EXACT_MATCH = 0.999
+#: ``subpixel`` values that refine by Gauss-Newton
+GAUSS_NEWTON = ("gauss-newton", "affine")
+#: ``subpixel="affine"`` keeps the translation refinement where the fitted
+#: warp moves no template corner by this many px relative to its centre
+AFFINE_MIN_EDGE_MOTION = 0.25
 
 
 class MatchResult(NamedTuple):
@@ -62,7 +68,7 @@ def correlate_and_refine(
     """
     if surfaces is None:
         surfaces = ncc_surfaces(templates, windows)
-    if subpixel != "gauss-newton":
+    if subpixel not in GAUSS_NEWTON:
         dy, dx, peak = refine_peaks(surfaces, subpixel)  # type: ignore[arg-type]
     else:
         iy, ix, peak = refine_peaks(surfaces, "none")
@@ -80,6 +86,11 @@ def correlate_and_refine(
         todo = np.flatnonzero(np.isfinite(peak) & ~exact & ~border)
         rt, rw = refine_on if refine_on is not None else (templates, windows)
         ry, rx, zncc = refine_translation(rt[todo], rw[todo], dy[todo], dx[todo])
+        if subpixel == "affine":
+            ay, ax, azncc, motion = refine_affine(rt[todo], rw[todo], ry, rx)
+            warped = motion >= AFFINE_MIN_EDGE_MOTION  # NaN (not refined) is False
+            ry, rx = np.where(warped, ay, ry), np.where(warped, ax, rx)
+            zncc = np.where(warped, np.fmax(azncc, zncc), zncc)
         dy[todo], dx[todo] = ry, rx
         if refine_on is None:
             peak[todo] = np.fmax(peak[todo], zncc)
@@ -97,9 +108,9 @@ def check_subpixel(subpixel: str) -> str:
     >>> check_subpixel("gaussian")
     'gaussian'
     """
-    if subpixel not in ("gauss-newton", *SUBPIXEL_METHODS):
+    if subpixel not in (*GAUSS_NEWTON, *SUBPIXEL_METHODS):
         raise InvalidParameterError(
             f"subpixel={subpixel!r} is not a sub-pixel method; use one of "
-            f"{', '.join(map(repr, ('gauss-newton', *SUBPIXEL_METHODS)))}"
+            f"{', '.join(map(repr, (*GAUSS_NEWTON, *SUBPIXEL_METHODS)))}"
         )
     return subpixel

@@ -126,7 +126,8 @@ def error_model(method: str, subpixel: str = "gauss-newton") -> ErrorModel:
     pixels) adds the rounding error ``sqrt(1 / 12)`` px in quadrature; the
     three-point fits (``"gaussian"``, ``"parabolic"``) use the Gauss-Newton
     model with that floor too, a conservative bound on their pixel-locking
-    bias (not calibrated separately).
+    bias (not calibrated separately). ``"affine"`` (Gauss-Newton with an
+    affine warp where the template deforms) uses the Gauss-Newton model.
 
     Examples
     --------
@@ -134,7 +135,7 @@ def error_model(method: str, subpixel: str = "gauss-newton") -> ErrorModel:
     True
     """
     model = COEFFICIENTS[method]
-    if subpixel != "gauss-newton":
+    if subpixel not in ("gauss-newton", "affine"):
         model = model._replace(floor=float(np.hypot(model.floor, WHOLE_PIXEL_ERROR)))
     return model
 

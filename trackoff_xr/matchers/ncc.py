@@ -27,12 +27,15 @@ class NCCMatcher(MatcherBase):
 
     Parameters
     ----------
-    subpixel : {"gauss-newton", "gaussian", "parabolic", "none"}
+    subpixel : {"gauss-newton", "affine", "gaussian", "parabolic", "none"}
         How the integer correlation maximum is refined: ``"gauss-newton"``
         (default) finds the sub-pixel ZNCC maximum itself by inverse
         compositional Gauss-Newton (:mod:`trackoff_xr.kernels.refine`);
-        the others fit three samples around the peak
-        (:mod:`trackoff_xr.kernels.subpixel`); ``"none"`` keeps whole pixels.
+        ``"affine"`` then refits, where the template is strained, sheared or
+        rotated across its width, the displacement of its centre under an
+        affine warp (:mod:`trackoff_xr.kernels.refine_affine`); the others
+        fit three samples around the peak (:mod:`trackoff_xr.kernels.subpixel`);
+        ``"none"`` keeps whole pixels.
 
     Examples
     --------

@@ -118,7 +118,7 @@ class CNNMatcher(MatcherBase):
         Keras weights file; the default ships inside the package. Pass the
         path returned by :func:`trackoff_xr.matchers.cnn.fine_tune` to use weights
         adapted to your scene.
-    subpixel : {"gauss-newton", "gaussian", "parabolic", "none"}
+    subpixel : {"gauss-newton", "affine", "gaussian", "parabolic", "none"}
         Refinement of the integer peak, as for ``method="ncc"``.
     calibrated : bool
         Report the calibrated confidence as ``score`` (default); ``False``
