@@ -187,6 +187,7 @@ def real_accuracy(cases=None, quick: bool = False) -> list[dict]:
 def real_speed(size: int = 4096, chunks: int = 1024, rounds: int = 3) -> dict:
     """Points/s of the plain loop, ``ncc`` and ``cnn`` on one real-texture pair, interleaved."""
     import trackoff_xr
+    from trackoff_xr.matchers.cnn.features import network_runtime
 
     ref, sec = real_texture.tiled_scene(size, looks=4.0, shift=(-4.37, 6.81), seed=950)
     grid = trackoff_xr.GridSpec(GRID["patch_size"], GRID["spacing"], LOOP_RADIUS)
@@ -215,6 +216,7 @@ def real_speed(size: int = 4096, chunks: int = 1024, rounds: int = 3) -> dict:
         out[f"{name}_points_per_s"] = points / elapsed
     out["ncc_over_loop"] = out["ncc_points_per_s"] / out["loop_points_per_s"]
     out["cnn_over_ncc"] = out["cnn_points_per_s"] / out["ncc_points_per_s"]
+    out["cnn_runtime"] = network_runtime()  # what cnn_runtime="auto" chose here
     return out
 
 
@@ -240,7 +242,8 @@ def _print_real(rows: list[dict], speed_row: dict | None) -> None:
             f"real-texture speed {speed_row['size']}^2: loop "
             f"{speed_row['loop_points_per_s']:.0f}, ncc {speed_row['ncc_points_per_s']:.0f} "
             f"({speed_row['ncc_over_loop']:.2f}x loop), cnn {speed_row['cnn_points_per_s']:.0f} "
-            f"pts/s ({speed_row['cnn_over_ncc']:.2f}x ncc)"
+            f"pts/s ({speed_row['cnn_over_ncc']:.2f}x ncc; network run by "
+            f"{speed_row['cnn_runtime']})"
         )
 
 

@@ -84,10 +84,13 @@ def test_cnn_runtime_option_and_environment(monkeypatch):
         get_options()
 
 
-def test_auto_runtime_is_opencv_on_the_cpu_and_tensorflow_on_a_gpu(monkeypatch):
+def test_auto_runtime_is_the_faster_on_the_cpu_and_tensorflow_on_a_gpu(monkeypatch):
     from trackoff_xr import tf_runtime
+    from trackoff_xr.matchers.cnn import features
     from trackoff_xr.matchers.cnn.features import network_runtime
 
+    # as if the CPU timing had found OpenCV faster for the shipped weights
+    monkeypatch.setitem(features._FASTEST, str(features.DEFAULT_WEIGHTS), "opencv")
     for device, expected in [("cpu", "opencv"), (None, "opencv"), ("gpu", "tensorflow")]:
         monkeypatch.setattr(tf_runtime, "_device", device)
         assert network_runtime() == expected
@@ -95,6 +98,39 @@ def test_auto_runtime_is_opencv_on_the_cpu_and_tensorflow_on_a_gpu(monkeypatch):
             assert network_runtime() == "tensorflow"
         with set_options(cnn_runtime="opencv"):
             assert network_runtime() == "opencv"
+
+
+@pytest.mark.parametrize("slow", ["opencv", "tensorflow"])
+def test_fastest_cpu_runtime_times_both_once_and_picks_the_faster(monkeypatch, slow):
+    import time
+
+    pytest.importorskip("tensorflow")
+    from trackoff_xr.matchers.cnn import features
+
+    weights = str(features.DEFAULT_WEIGHTS)
+    monkeypatch.setattr(features, "_FASTEST", {})
+    features.get_network(weights)
+    calls = {"opencv": 0, "tensorflow": 0}
+    real_forward, real_function = features.filter_forward, features._COMPILED[weights]
+
+    def forward(layers, image):
+        calls["opencv"] += 1
+        time.sleep(0.05 if slow == "opencv" else 0)
+        return real_forward(layers, image)
+
+    def function(batch):
+        calls["tensorflow"] += 1
+        time.sleep(0.05 if slow == "tensorflow" else 0)
+        return real_function[0](batch)
+
+    monkeypatch.setattr(features, "filter_forward", forward)
+    monkeypatch.setitem(features._COMPILED, weights, (function, *real_function[1:]))
+    fast = {"opencv": "tensorflow", "tensorflow": "opencv"}[slow]
+    assert features.fastest_cpu_runtime(weights) == fast
+    assert calls == {"opencv": 4, "tensorflow": 4}  # a warm-up and three timed runs each
+    with set_options(cnn_runtime="auto"):
+        assert features.network_runtime(weights) in (fast, "tensorflow")  # GPU: tensorflow
+    assert features.fastest_cpu_runtime(weights) == fast and calls["opencv"] == 4  # kept
 
 
 def test_tf_device_environment_default(monkeypatch):

@@ -23,10 +23,11 @@ option                    environment default             meaning
                                                           their own pages, returned when
                                                           freed; 0 leaves glibc's own rule
 ``cnn_runtime``           ``TRACKOFF_CNN_RUNTIME`` or      what runs the CNN's trained network:
-                          ``"auto"``                      ``"auto"``: OpenCV filters on the
-                                                          CPU, TensorFlow where it runs on a
-                                                          GPU; ``"tensorflow"`` (CPU or GPU);
-                                                          ``"opencv"`` (CPU)
+                          ``"auto"``                      ``"auto"``: on the CPU the faster of
+                                                          OpenCV filters and TensorFlow, timed
+                                                          once per process; TensorFlow where
+                                                          it runs on a GPU; ``"tensorflow"``
+                                                          (CPU or GPU); ``"opencv"`` (CPU)
 ========================  ==============================  ===================================
 
 Why ``malloc_mmap_threshold``: glibc raises its threshold for giving a block
@@ -46,8 +47,12 @@ with TensorFlow's to ~3e-6. On 2026-12-03's AVX2-only 2-core machine,
 ``offsets(method="cnn")`` on a 4096 x 4096 real-texture pair (two threads, best
 of two) took 6.8 s with it, 9.5 s with OpenCV's ``dnn`` module (the runtime of
 session 10) and, in an earlier run that day, 11.4 s with TensorFlow: oneDNN is inefficient at the
-network's narrow layers, OpenCV's filters are not. So ``"auto"`` picks
-OpenCV, except where TensorFlow runs on a GPU (``tf_device``).
+network's narrow layers, OpenCV's filters are not. On 2026-12-04's machine
+(AVX-512 and AMX) it was the other way round: one thread ran a 266 x 1,200
+strip in 17-18 ms with TensorFlow and 38-40 ms with the filters. So
+``"auto"`` times both on one strip, once per process, and keeps the faster
+(:func:`trackoff_xr.matchers.cnn.features.fastest_cpu_runtime`); where
+TensorFlow runs on a GPU (``tf_device``) it picks TensorFlow.
 
 TensorFlow sizes its thread pools once, when it first runs: the values in
 force at that moment are the ones used for the rest of the process.

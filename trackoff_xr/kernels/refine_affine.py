@@ -13,7 +13,7 @@ affine warp ``x' = x + u + L x`` (``L`` the 2 x 2 displacement gradient, ``x``
 relative to the template's centre), and ``u`` is the displacement at the
 centre, where the grid point is.
 
-The window is sampled at the warped positions with :func:`cv2.remap`
+The window is sampled at the warped positions with :func:`cv2.warpAffine`
 (bicubic; OpenCV rounds positions to 1/32 px). That rounding is why
 :func:`refine_affine` is a second stage after the translation refinement,
 whose separable Lanczos sampling is exact: the caller keeps the translation
@@ -47,8 +47,8 @@ def refine_affine(
     dy: np.ndarray,
     dx: np.ndarray,
     *,
-    iterations: int = 6,
-    tolerance: float = 0.02,
+    iterations: int = 4,
+    tolerance: float = 0.05,
     max_move: float = 1.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Refine offsets by inverse-compositional Gauss-Newton with an affine warp.
@@ -65,7 +65,11 @@ def refine_affine(
         Most Gauss-Newton steps (resamplings of the window).
     tolerance : float
         An item stops once no parameter's step moves any template pixel by
-        more than this many pixels.
+        more than this many pixels. Measured on 3,600 64-px points of a
+        real-texture pair with 4-look speckle (one thread): 4 steps to 0.05
+        px (default) 165 us per point, 6 steps to 0.02 px 226 us, with the
+        same RMSE (0.197 and 0.199 px). The translation refinement costs
+        about a quarter of that: ``"affine"`` is opt-in where speed matters.
     max_move : float
         An item whose centre moves farther than this from its start, or whose
         warp moves a template corner by more than a quarter of the template's
@@ -165,9 +169,9 @@ def _affine_batch(
     basis[:, 1], basis[:, 2] = gy, gx
     basis[:, 3], basis[:, 4] = gy * unit_y, gy * unit_x
     basis[:, 5], basis[:, 6] = gx * unit_y, gx * unit_x
-    steepest = basis[:, 1:].astype(np.float64)
-    hessian = np.matmul(steepest, np.swapaxes(steepest, 1, 2))
-    grad_t = np.matmul(steepest, basis[:, 0, :, None].astype(np.float64))[:, :, 0]
+    steepest = basis[:, 1:]
+    hessian = np.matmul(steepest, np.swapaxes(steepest, 1, 2)).astype(np.float64)
+    grad_t = np.matmul(steepest, basis[:, 0, :, None])[:, :, 0].astype(np.float64)
     scale = np.trace(hessian, axis1=1, axis2=2)
     ok = np.isfinite(scale) & (scale > 0)
     hessian[~ok] = np.eye(_PARAMETERS)
@@ -182,32 +186,38 @@ def _affine_batch(
     start = warp.copy()
     views = [np.asarray(view, np.float32) for view in window_views(windows, items)]
     samples = scratch("affine.samples", (_BATCH, inner, inner), np.float32)[:m]
+    samples[...] = 0.0  # rows of items never sampled stay finite
     active = ok.copy()
     refined = np.zeros(m, bool)
     last_zncc = np.full(m, np.nan)
-    offset = radius + centre
-    flat_y, flat_x = rel_y.reshape(1, k), rel_x.reshape(1, k)
+    # window position of inner template pixel (i, j): origin + A (i, j), with
+    # A the warp's linear part and origin where inner pixel (0, 0) lands
+    corner0 = b - centre
     for _ in range(iterations):
         act = np.flatnonzero(active)
         if act.size == 0:
             break
-        wa = warp[act]
-        rows = offset + wa[:, 0, 2, None] + wa[:, 0, 0, None] * flat_y + wa[:, 0, 1, None] * flat_x
-        cols = offset + wa[:, 1, 2, None] + wa[:, 1, 0, None] * flat_y + wa[:, 1, 1, None] * flat_x
-        map_y = rows.astype(np.float32).reshape(-1, inner, inner)
-        map_x = cols.astype(np.float32).reshape(-1, inner, inner)
-        for slot, j in enumerate(act.tolist()):
-            cv2.remap(
-                views[j], map_x[slot], map_y[slot], cv2.INTER_CUBIC,
-                dst=samples[slot], borderMode=cv2.BORDER_REPLICATE,
+        for j, ((a00, a01, ty), (a10, a11, tx), _) in zip(
+            act.tolist(), warp[act].tolist(), strict=True
+        ):
+            origin_y = radius + centre + ty + (a00 + a01) * corner0
+            origin_x = radius + centre + tx + (a10 + a11) * corner0
+            # cv2 works in (x, y): src = M (x_out, y_out, 1)
+            matrix = np.array([[a11, a10, origin_x], [a01, a00, origin_y]])
+            cv2.warpAffine(
+                views[j], matrix, (inner, inner), dst=samples[j],
+                flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
             )  # fmt: skip
-        w = samples[: act.size].reshape(act.size, k)
+        # every row is processed (inactive rows hold stale samples, their
+        # results unused): cheaper than gathering the active rows' basis
+        w = samples.reshape(m, k)
         mean = w.sum(axis=1) / np.float32(k)
         w -= mean[:, None]
         w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))
         magnitude = np.sqrt(w_norm**2 + k * mean.astype(np.float64) ** 2)
         w_norm[~(w_norm > FLAT_RTOL * magnitude)] = np.inf
-        d = np.matmul(basis[act], w[:, :, None])[:, :, 0].astype(np.float64)
+        d = np.matmul(basis, w[:, :, None])[:, :, 0][act].astype(np.float64)
+        w_norm = w_norm[act]
         last_zncc[act] = d[:, 0] / w_norm
         refined[act] = True
         rhs = d[:, 1:] / w_norm[:, None] - grad_t[act]

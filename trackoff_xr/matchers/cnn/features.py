@@ -288,7 +288,7 @@ def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = N
 
     get_network(weights)
     function, taps, radius = _COMPILED[weights]
-    layers = _filter_layers(weights) if network_runtime() == "opencv" else None
+    layers = _filter_layers(weights) if network_runtime(weights) == "opencv" else None
     normalised = np.ascontiguousarray(normalised, dtype=np.float32)
     rows = normalised.shape[0]
     features: np.ndarray = np.empty(normalised.shape, dtype=np.float32)
@@ -312,13 +312,18 @@ def run_network(weights: str, normalised: np.ndarray, out: np.ndarray | None = N
     return out
 
 
-def network_runtime() -> str:
+def network_runtime(weights: str | None = None) -> str:
     """Return what runs the network now: ``"opencv"`` or ``"tensorflow"``.
 
     The ``cnn_runtime`` option (:func:`trackoff_xr.set_options`), with
     ``"auto"`` (the default) resolved: TensorFlow where it runs on a GPU
-    (:func:`trackoff_xr.tf_runtime.device`), OpenCV (:func:`filter_forward`)
-    otherwise.
+    (:func:`trackoff_xr.tf_runtime.device`); on the CPU, whichever of
+    OpenCV's filters (:func:`filter_forward`) and TensorFlow's compiled graph
+    ran ``weights`` (default: the shipped ones) faster on one strip, timed
+    once per process (:func:`fastest_cpu_runtime`). Which wins depends on
+    the CPU: OpenCV on 2026-12-03's AVX2-only machine (89 vs 194 ms per
+    266 x 2,200 strip), TensorFlow (oneDNN) on 2026-12-04's AVX-512/AMX
+    machine (17-18 vs 38-40 ms per 266 x 1,200 strip).
 
     Examples
     --------
@@ -332,8 +337,59 @@ def network_runtime() -> str:
 
     choice = str(get_options()["cnn_runtime"])
     if choice == "auto":
-        return "tensorflow" if device() == "gpu" else "opencv"
+        if device() == "gpu":
+            return "tensorflow"
+        return fastest_cpu_runtime(str(DEFAULT_WEIGHTS) if weights is None else weights)
     return choice
+
+
+_FASTEST: dict[str, str] = {}
+_timing_lock = threading.Lock()
+#: the strip :func:`fastest_cpu_runtime` times: an OpenCV strip with context
+_TIMING_SHAPE = (OPENCV_STRIP_ROWS + 10, 1024)
+
+
+def fastest_cpu_runtime(weights: str, rounds: int = 3) -> str:
+    """Time both CPU runtimes on one strip of ``weights``' network; return the faster.
+
+    Each runs once to warm up (TensorFlow traces its graph), then
+    ``rounds`` times, alternately, on one thread; the best times are
+    compared. The answer is kept for the rest of the process (one dask
+    worker measures once, ~0.1-0.3 s); concurrent first callers wait for
+    one measurement.
+
+    Examples
+    --------
+    >>> fastest_cpu_runtime(str(DEFAULT_WEIGHTS)) in ("opencv", "tensorflow")
+    True
+    """
+    import time
+
+    with _timing_lock:
+        if weights in _FASTEST:
+            return _FASTEST[weights]
+        get_network(weights)
+        function = _COMPILED[weights][0]
+        layers = _filter_layers(weights)
+        strip = np.random.default_rng(0).standard_normal(_TIMING_SHAPE).astype(np.float32)
+
+        def with_opencv() -> None:
+            with opencv_threads(1):
+                filter_forward(layers, strip)
+
+        def with_tensorflow() -> None:
+            np.asarray(function(strip[None, :, :, None]))
+
+        runs = {"opencv": with_opencv, "tensorflow": with_tensorflow}
+        best = dict.fromkeys(runs, math.inf)
+        for round_ in range(rounds + 1):  # round 0 warms up
+            for name, run in runs.items():
+                t0 = time.perf_counter()
+                run()
+                if round_:
+                    best[name] = min(best[name], time.perf_counter() - t0)
+        _FASTEST[weights] = min(best, key=best.__getitem__)
+        return _FASTEST[weights]
 
 
 def _filter_layers(
