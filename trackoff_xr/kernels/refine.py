@@ -124,6 +124,59 @@ class _Workspace:
 _BATCH = 256
 
 
+def copy_templates(templates: Any, items: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Copy templates ``items`` (an array or a lattice's views) into ``out``; return it."""
+    if isinstance(templates, np.ndarray):
+        out[...] = templates[items]
+    else:  # views of a lattice, copied straight into the buffer
+        for j, view in enumerate(window_views(templates, items)):
+            out[j] = view
+    return out
+
+
+def template_basis(tmpl: np.ndarray, border: int, out: np.ndarray) -> None:
+    """Fill ``out`` (n, 3, P - 2 border, P - 2 border) with the templates' Gauss-Newton basis.
+
+    ``out[:, 0]``: the template core (its outer ``border`` pixels left out),
+    zero-mean and of unit norm; ``out[:, 1]``, ``out[:, 2]``: its row and
+    column gradients (central differences) on the same scale. A constant core
+    has no gradient to follow: it is all zeros (no absolute threshold, so the
+    same at any scale of the image).
+    """
+    b, size, m = border, tmpl.shape[1], tmpl.shape[0]
+    inner = (slice(None), slice(b, size - b), slice(b, size - b))
+    below = (slice(None), slice(b + 1, size - b + 1), slice(b, size - b))
+    above = (slice(None), slice(b - 1, size - b - 1), slice(b, size - b))
+    right = (slice(None), slice(b, size - b), slice(b + 1, size - b + 1))
+    left = (slice(None), slice(b, size - b), slice(b - 1, size - b - 1))
+    np.copyto(out[:, 0], tmpl[inner])
+    np.subtract(tmpl[below], tmpl[above], out=out[:, 1])
+    np.subtract(tmpl[right], tmpl[left], out=out[:, 2])
+    flat = out.reshape(m, 3, -1)
+    flat[:, 0] -= (flat[:, 0].sum(axis=1) / np.float32(flat.shape[2]))[:, None]
+    norm = np.sqrt(np.einsum("nk,nk->n", flat[:, 0], flat[:, 0]))
+    norm[~(norm > 0)] = np.inf
+    flat[:, 0] *= (1.0 / norm)[:, None]
+    flat[:, 1:] *= (0.5 / norm)[:, None, None]
+
+
+def centre_samples(w: np.ndarray) -> np.ndarray:
+    """Subtract each row's mean from ``w`` (n, k) in place; return the rows' norms.
+
+    A featureless row (spread below ``FLAT_RTOL`` of its own magnitude)
+    correlates with nothing: its norm is returned as infinity. (Rows are
+    centred before their norm is taken: ``E[w^2] - E[w]^2`` in float32
+    cancels catastrophically on low-contrast patches.)
+    """
+    k = w.shape[1]
+    mean = w.sum(axis=1) / np.float32(k)
+    w -= mean[:, None]
+    w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))
+    magnitude = np.sqrt(w_norm**2 + k * mean.astype(np.float64) ** 2)
+    w_norm[~(w_norm > FLAT_RTOL * magnitude)] = np.inf
+    return w_norm
+
+
 def refine_translation(
     templates: Any,
     windows: Any,
@@ -229,31 +282,12 @@ def _refine_batch(
     size = work.templates.shape[1]
     inner = size - 2 * b
     k = inner * inner
-    tmpl = work.templates[:m]
-    if isinstance(templates, np.ndarray):
-        tmpl[...] = templates[items]
-    else:  # views of a lattice, copied straight into the buffer
-        for j, view in enumerate(window_views(templates, items)):
-            tmpl[j] = view
+    tmpl = copy_templates(templates, items, work.templates[:m])
     # basis[:, 0]: the normalised template core; [:, 1], [:, 2]: its row and
     # column gradients (central differences; the outer _BORDER pixels are out)
     basis = work.basis[:m]
-    core = (slice(None), slice(b, size - b), slice(b, size - b))
-    below = (slice(None), slice(b + 1, size - b + 1), slice(b, size - b))
-    above = (slice(None), slice(b - 1, size - b - 1), slice(b, size - b))
-    right = (slice(None), slice(b, size - b), slice(b + 1, size - b + 1))
-    left = (slice(None), slice(b, size - b), slice(b - 1, size - b - 1))
-    np.copyto(basis[:, 0], tmpl[core])
-    np.subtract(tmpl[below], tmpl[above], out=basis[:, 1])
-    np.subtract(tmpl[right], tmpl[left], out=basis[:, 2])
+    template_basis(tmpl, b, basis)
     flat = basis.reshape(m, 3, k)
-    flat[:, 0] -= (flat[:, 0].sum(axis=1) / np.float32(k))[:, None]
-    norm = np.sqrt(np.einsum("nk,nk->n", flat[:, 0], flat[:, 0]))
-    # a constant core has no gradient to follow: it stays inactive (no
-    # absolute threshold, so the same at any scale of the image)
-    norm[~(norm > 0)] = np.inf
-    flat[:, 0] *= (1.0 / norm)[:, None]
-    flat[:, 1:] *= (0.5 / norm)[:, None, None]
     # With w the sampled patch and wc = w - mean(w), err = wc / |wc| - tn and
     # sum(g * err) = sum(g * wc) / |wc| - sum(g * tn): one batched product per
     # iteration, no normalised copies. (w is centred before its norm is taken:
@@ -283,13 +317,7 @@ def _refine_batch(
         top, left = radius + py[idx] + b, radius + px[idx] + b
         _sample([views[j] for j in act.tolist()], top, left, samples, interpolation)
         w = samples.reshape(na, k)
-        mean = w.sum(axis=1) / np.float32(k)
-        w -= mean[:, None]
-        w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))
-        # a featureless sample (spread below FLAT_RTOL of its own magnitude)
-        # correlates with nothing
-        magnitude = np.sqrt(w_norm**2 + k * mean.astype(np.float64) ** 2)
-        w_norm[~(w_norm > FLAT_RTOL * magnitude)] = np.inf
+        w_norm = centre_samples(w)
         rows = flat if na == m else flat[act]
         d = np.matmul(rows, w[:, :, None], out=work.dots[:na])[:, :, 0].astype(np.float64)
         # correlation where this step starts

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .ncc_tiled import FLAT_RTOL
+from .refine import centre_samples, copy_templates, template_basis
 from .scratch import scratch
 from .threads import opencv_threads
 from .windows import window_views
@@ -140,12 +140,9 @@ def _affine_batch(
     k = inner * inner
     half = (inner - 1) / 2.0
     centre = (size - 1) / 2.0
-    tmpl = scratch("affine.templates", (_BATCH, size, size), np.float32)[:m]
-    if isinstance(templates, np.ndarray):
-        tmpl[...] = templates[items]
-    else:
-        for j, view in enumerate(window_views(templates, items)):
-            tmpl[j] = view
+    tmpl = copy_templates(
+        templates, items, scratch("affine.templates", (_BATCH, size, size), np.float32)[:m]
+    )
     # template-pixel coordinates relative to the centre, and scaled to [-1, 1]
     rel = np.arange(inner, dtype=np.float64) + b - centre
     rel_y, rel_x = np.meshgrid(rel, rel, indexing="ij")
@@ -153,17 +150,10 @@ def _affine_batch(
     unit_x = (rel_x / half).astype(np.float32).reshape(k)
 
     basis = scratch("affine.basis", (_BATCH, 1 + _PARAMETERS, k), np.float32)[:m]
-    core = tmpl[:, b : size - b, b : size - b].reshape(m, k)
-    inside = slice(b, size - b)
-    grad_y = tmpl[:, b + 1 : size - b + 1, inside] - tmpl[:, b - 1 : size - b - 1, inside]
-    grad_x = tmpl[:, inside, b + 1 : size - b + 1] - tmpl[:, inside, b - 1 : size - b - 1]
-    basis[:, 0] = core
-    basis[:, 0] -= (basis[:, 0].sum(axis=1) / np.float32(k))[:, None]
-    norm = np.sqrt(np.einsum("nk,nk->n", basis[:, 0], basis[:, 0]))
-    norm[~(norm > 0)] = np.inf
-    basis[:, 0] *= (1.0 / norm)[:, None]
-    gy = grad_y.reshape(m, k) * (0.5 / norm)[:, None]
-    gx = grad_x.reshape(m, k) * (0.5 / norm)[:, None]
+    rigid = scratch("affine.rigid", (_BATCH, 3, inner, inner), np.float32)[:m]
+    template_basis(tmpl, b, rigid)
+    basis[:, 0] = rigid[:, 0].reshape(m, k)
+    gy, gx = rigid[:, 1].reshape(m, k), rigid[:, 2].reshape(m, k)
     # steepest-descent images of (dy, dx, dy/dy, dy/dx, dx/dy, dx/dx), the
     # gradient terms in px at the edge
     basis[:, 1], basis[:, 2] = gy, gx
@@ -211,11 +201,7 @@ def _affine_batch(
         # every row is processed (inactive rows hold stale samples, their
         # results unused): cheaper than gathering the active rows' basis
         w = samples.reshape(m, k)
-        mean = w.sum(axis=1) / np.float32(k)
-        w -= mean[:, None]
-        w_norm = np.sqrt(np.einsum("nk,nk->n", w, w).astype(np.float64))
-        magnitude = np.sqrt(w_norm**2 + k * mean.astype(np.float64) ** 2)
-        w_norm[~(w_norm > FLAT_RTOL * magnitude)] = np.inf
+        w_norm = centre_samples(w)
         d = np.matmul(basis, w[:, :, None])[:, :, 0][act].astype(np.float64)
         w_norm = w_norm[act]
         last_zncc[act] = d[:, 0] / w_norm
