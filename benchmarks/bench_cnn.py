@@ -19,7 +19,8 @@ outliers over the points returned, coverage, and after ``filter_offsets`` the
 share of points kept and the outliers among them; then points/s of all three
 on a 4096 x 4096 real-texture pair.
 
-Run: ``make bench`` or ``python benchmarks/bench_cnn.py [--quick] [--only real]``;
+Run: ``make bench`` or ``python benchmarks/bench_cnn.py [--quick] [--only real]
+[--subpixel affine]``;
 ``--smoke`` runs one case of each part on tiny images (the test suite does).
 """
 
@@ -142,8 +143,11 @@ def _errors(dy, dx, truth_dy, truth_dx, keep):
     return float(np.sqrt(np.mean(err**2))), float(np.mean(err > 1))
 
 
-def real_accuracy(cases=None, quick: bool = False) -> list[dict]:
-    """The plain OpenCV loop, ``ncc`` and ``cnn`` on every real-texture case."""
+def real_accuracy(cases=None, quick: bool = False, **options) -> list[dict]:
+    """The plain OpenCV loop, ``ncc`` and ``cnn`` on every real-texture case.
+
+    ``options`` go to both methods' ``offsets()`` (e.g. ``subpixel="affine"``).
+    """
     import trackoff_xr
     from trackoff_xr.testing.synthetic import truth_at_points
 
@@ -157,8 +161,9 @@ def real_accuracy(cases=None, quick: bool = False) -> list[dict]:
         row: dict = {"case": case.name, "secondary_only": case.secondary_only}
         expected = None
         for method in ("ncc", "cnn"):
-            ds = trackoff_xr.offsets(ref.chunk(512), sec.chunk(512), method=method, **GRID)
-            ds = ds.compute()
+            ds = trackoff_xr.offsets(
+                ref.chunk(512), sec.chunk(512), method=method, **GRID, **options
+            ).compute()
             if expected is None:
                 expected = truth_at_points(truth, ds)
                 t_dy, t_dx = expected.dy.values[fits], expected.dx.values[fits]
@@ -184,7 +189,7 @@ def real_accuracy(cases=None, quick: bool = False) -> list[dict]:
     return rows
 
 
-def real_speed(size: int = 4096, chunks: int = 1024, rounds: int = 3) -> dict:
+def real_speed(size: int = 4096, chunks: int = 1024, rounds: int = 3, **options) -> dict:
     """Points/s of the plain loop, ``ncc`` and ``cnn`` on one real-texture pair, interleaved."""
     import trackoff_xr
     from trackoff_xr.matchers.cnn.features import network_runtime
@@ -199,7 +204,9 @@ def real_speed(size: int = 4096, chunks: int = 1024, rounds: int = 3) -> dict:
 
     def method(name: str):
         def job() -> None:
-            trackoff_xr.offsets(ref.chunk(chunks), sec.chunk(chunks), method=name, **GRID).compute()
+            trackoff_xr.offsets(
+                ref.chunk(chunks), sec.chunk(chunks), method=name, **GRID, **options
+            ).compute()
 
         return job
 
@@ -258,7 +265,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", choices=("accuracy", "speed", "real"), help="run one part of the benchmark"
     )
+    parser.add_argument(
+        "--subpixel",
+        help="sub-pixel refinement for both methods in the real-texture part (default: theirs)",
+    )
     args = parser.parse_args(argv)
+    options = {"subpixel": args.subpixel} if args.subpixel else {}
     size, big = (384, 768) if args.quick else (1024, 4096)
     cases, real_cases, rounds = CASES, None, {}
     if args.smoke:
@@ -270,8 +282,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.only in (None, "speed"):
         report["speed"] = speed(big, chunks=min(1024, big // 2), **rounds)
     if args.only in (None, "real"):
-        report["real_texture"] = real_accuracy(real_cases, quick=args.quick or args.smoke)
-        report["real_texture_speed"] = real_speed(big, chunks=min(1024, big // 2), **rounds)
+        report["real_texture"] = real_accuracy(
+            real_cases, quick=args.quick or args.smoke, **options
+        )
+        report["real_texture_speed"] = real_speed(
+            big, chunks=min(1024, big // 2), **rounds, **options
+        )
     print(json.dumps(report, indent=2, default=lambda v: round(v, 4)))
     for row in report.get("accuracy", []):
         print(
