@@ -14,14 +14,12 @@ from ..exceptions import InvalidParameterError
 from .ncc import ncc_surfaces
 from .refine import refine_translation
 from .refine_affine import refine_affine
-from .subpixel import SUBPIXEL_METHODS, refine_peaks
+from .subpixel import GAUSS_NEWTON, SUBPIXEL_METHODS, refine_peaks
 
 __all__ = ["EXACT_MATCH", "MatchResult", "check_subpixel", "correlate_and_refine"]
 
 #: integer-peak ZNCC at and above which a match is taken as exact (no refinement)
 EXACT_MATCH = 0.999
-#: ``subpixel`` values that refine by Gauss-Newton
-GAUSS_NEWTON = ("gauss-newton", "affine")
 #: ``subpixel="affine"`` keeps the translation refinement where the fitted
 #: warp moves no template corner by this many px relative to its centre
 AFFINE_MIN_EDGE_MOTION = 0.25
@@ -85,9 +83,10 @@ def correlate_and_refine(
         border = (np.maximum(np.abs(iy), np.abs(ix)) >= radius) & (radius >= 1)
         todo = np.flatnonzero(np.isfinite(peak) & ~exact & ~border)
         rt, rw = refine_on if refine_on is not None else (templates, windows)
-        ry, rx, zncc = refine_translation(rt[todo], rw[todo], dy[todo], dx[todo])
+        rt, rw = rt[todo], rw[todo]
+        ry, rx, zncc = refine_translation(rt, rw, dy[todo], dx[todo])
         if subpixel == "affine":
-            ay, ax, azncc, motion = refine_affine(rt[todo], rw[todo], ry, rx)
+            ay, ax, azncc, motion = refine_affine(rt, rw, ry, rx)
             warped = motion >= AFFINE_MIN_EDGE_MOTION  # NaN (not refined) is False
             ry, rx = np.where(warped, ay, ry), np.where(warped, ax, rx)
             zncc = np.where(warped, np.fmax(azncc, zncc), zncc)

@@ -216,8 +216,7 @@ def _affine_batch(
         delta[:, 1, 1] += step[:, 5] / half
         # inverse composition: the template's step is undone on the window
         warp[act] = np.matmul(warp[act], np.linalg.inv(delta))
-        linear = warp[act, :2, :2] - np.eye(2)
-        corner = half * np.abs(linear).sum(axis=2).max(axis=1)
+        corner = _corner_motion(warp[act], half)
         moved = np.hypot(warp[act, 0, 2] - start[act, 0, 2], warp[act, 1, 2] - start[act, 1, 2])
         lost = (moved > max_move) | (corner > size / 4) | ~np.isfinite(corner)
         lost |= np.maximum(np.abs(warp[act, 0, 2]), np.abs(warp[act, 1, 2])) > radius
@@ -228,5 +227,10 @@ def _affine_batch(
     keep = items[refined]
     py[keep], px[keep] = warp[refined, 0, 2], warp[refined, 1, 2]
     zncc[keep] = last_zncc[refined]
-    linear = warp[refined, :2, :2] - np.eye(2)
-    edge[keep] = half * np.abs(linear).sum(axis=2).max(axis=1)
+    edge[keep] = _corner_motion(warp[refined], half)
+
+
+def _corner_motion(warp: np.ndarray, half: float) -> np.ndarray:
+    """Largest motion (px) of a corner ``half`` px from the centre, relative to it."""
+    linear = warp[:, :2, :2] - np.eye(2)
+    return half * np.abs(linear).sum(axis=2).max(axis=1)

@@ -23,10 +23,13 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["SUBPIXEL_METHODS", "refine_peaks"]
+__all__ = ["GAUSS_NEWTON", "SUBPIXEL_METHODS", "refine_peaks"]
 
 SubpixelMethod = Literal["gaussian", "parabolic", "none"]
 SUBPIXEL_METHODS: tuple[str, ...] = ("gaussian", "parabolic", "none")
+#: ``subpixel`` values that refine by Gauss-Newton instead (:mod:`.refine`,
+#: :mod:`.refine_affine`), not by a fit to three samples of the surface
+GAUSS_NEWTON: tuple[str, ...] = ("gauss-newton", "affine")
 
 
 def _parabolic(lo: np.ndarray, mid: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -134,8 +134,10 @@ def error_model(method: str, subpixel: str = "gauss-newton") -> ErrorModel:
     >>> error_model("ncc", "none").floor > error_model("ncc").floor
     True
     """
+    from .subpixel import GAUSS_NEWTON
+
     model = COEFFICIENTS[method]
-    if subpixel not in ("gauss-newton", "affine"):
+    if subpixel not in GAUSS_NEWTON:
         model = model._replace(floor=float(np.hypot(model.floor, WHOLE_PIXEL_ERROR)))
     return model
 
