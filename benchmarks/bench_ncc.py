@@ -68,11 +68,14 @@ def run(
 
         return job
 
+    # inputs ready before the clock starts, as the loop has its numpy arrays
+    ref_chunked, sec_chunked = ref.chunk(chunks), sec.chunk(chunks)
+
     def through_offsets(subpixel: str):
         def job():
             ds = trackoff_xr.offsets(
-                ref.chunk(chunks),
-                sec.chunk(chunks),
+                ref_chunked,
+                sec_chunked,
                 patch_size=patch,
                 spacing=spacing,
                 search_radius=radius,
