@@ -65,44 +65,57 @@ def generated_pairs(count: int, size: int = 1024):
         yield f"S1-like {FIELDS[i % 3]} {seed}", ref, sec, truth.assign(changed=changed)
 
 
-def evaluate(pairs: list, variant: dict, method: str, **options) -> dict:
-    """Pooled accuracy of ``method`` with the coarse pass ``variant`` over ``pairs``.
+def pair_errors(
+    ref, sec, truth, variant: dict, method: str, **options
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Errors of the returned points, errors of the points kept, and the usable points.
 
-    ``options`` go to ``offsets()`` (e.g. ``weights=`` for the cnn).
+    ``offsets()`` runs with the grid of these benchmarks and the coarse pass
+    ``variant``; ``options`` go to it (e.g. ``weights=`` for the cnn).
+    Changed texture cannot be matched: it is left out.
     """
     import trackoff_xr
     from trackoff_xr.search import CoarseSearch
     from trackoff_xr.testing.synthetic import truth_at_points
 
-    errors, kept = [], []
-    for _, ref, sec, truth in pairs:
-        ds = trackoff_xr.offsets(
-            ref.chunk(512),
-            sec.chunk(512),
-            patch_size=64,
-            spacing=32,
-            method=method,
-            coarse=CoarseSearch(**variant),
-            **options,
-        ).compute()
-        expected = truth_at_points(truth, ds)
-        usable = np.ones(ds.dx.shape, bool)
-        if "changed" in expected:  # changed texture cannot be matched: left out
-            usable = expected.changed.values < 0.5
-        err = np.hypot(ds.dx - expected.dx, ds.dy - expected.dy).values
-        ok = ds.valid.values & usable
-        errors.append(err[ok])
-        filtered = trackoff_xr.filter_offsets(ds).compute()
-        keep = filtered.valid.values & usable
-        kept.append((int(keep.sum()), int(usable.sum()), err[keep]))
-    err = np.concatenate(errors)
-    among = np.concatenate([k[2] for k in kept])
+    ds = trackoff_xr.offsets(
+        ref.chunk(512),
+        sec.chunk(512),
+        patch_size=64,
+        spacing=32,
+        method=method,
+        coarse=CoarseSearch(**variant),
+        **options,
+    ).compute()
+    expected = truth_at_points(truth, ds)
+    usable = np.ones(ds.dx.shape, bool)
+    if "changed" in expected:
+        usable = expected.changed.values < 0.5
+    err = np.hypot(ds.dx - expected.dx, ds.dy - expected.dy).values
+    keep = trackoff_xr.filter_offsets(ds).compute().valid.values & usable
+    return err[ds.valid.values & usable], err[keep], int(usable.sum())
+
+
+def summary(parts: list) -> dict:
+    """Pooled > 1 px, RMSE (errors capped at 10 px), kept share and > 1 px among kept."""
+    err = np.concatenate([p[0] for p in parts])
+    among = np.concatenate([p[1] for p in parts])
     return {
         "gt1px": float(np.mean(err > 1)),
         "rmse_px": float(np.sqrt(np.mean(np.minimum(err, 10) ** 2))),
-        "kept": sum(k[0] for k in kept) / sum(k[1] for k in kept),
+        "kept": among.size / sum(p[2] for p in parts),
         "gt1px_among_kept": float(np.mean(among > 1)) if among.size else float("nan"),
     }
+
+
+def evaluate(pairs: list, variant: dict, method: str, **options) -> dict:
+    """Pooled accuracy of ``method`` with the coarse pass ``variant`` over ``pairs``.
+
+    ``options`` go to ``offsets()`` (e.g. ``weights=`` for the cnn).
+    """
+    return summary(
+        [pair_errors(ref, sec, truth, variant, method, **options) for _, ref, sec, truth in pairs]
+    )
 
 
 def coarse_seconds(variant: dict, size: int = 4096, rounds: int = 3) -> float:

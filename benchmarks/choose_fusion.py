@@ -24,41 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
 try:  # run as a script or imported as benchmarks.choose_fusion
-    from .choose_coarse import generated_pairs
+    from .choose_coarse import generated_pairs, pair_errors, summary
 except ImportError:
-    from choose_coarse import generated_pairs  # type: ignore[no-redef]
-
-
-def pair_errors(ref, sec, truth, **options) -> tuple[np.ndarray, np.ndarray, int]:
-    """Errors of the returned points, errors of the kept points, and the usable points."""
-    import trackoff_xr
-    from trackoff_xr.testing.synthetic import truth_at_points
-
-    ds = trackoff_xr.offsets(
-        ref.chunk(512), sec.chunk(512), patch_size=64, spacing=32, method="cnn", **options
-    ).compute()
-    expected = truth_at_points(truth, ds)
-    usable = np.ones(ds.dx.shape, bool)
-    if "changed" in expected:  # changed texture cannot be matched: left out
-        usable = expected.changed.values < 0.5
-    err = np.hypot(ds.dx - expected.dx, ds.dy - expected.dy).values
-    keep = trackoff_xr.filter_offsets(ds).compute().valid.values & usable
-    return err[ds.valid.values & usable], err[keep], int(usable.sum())
-
-
-def summary(parts: list) -> dict:
-    """Pooled > 1 px, RMSE (errors capped at 10 px), kept share and > 1 px among kept."""
-    err = np.concatenate([p[0] for p in parts])
-    among = np.concatenate([p[1] for p in parts])
-    return {
-        "gt1px": float(np.mean(err > 1)),
-        "rmse_px": float(np.sqrt(np.mean(np.minimum(err, 10) ** 2))),
-        "kept": among.size / sum(p[2] for p in parts),
-        "gt1px_among_kept": float(np.mean(among > 1)) if among.size else float("nan"),
-    }
+    from choose_coarse import generated_pairs, pair_errors, summary  # type: ignore[no-redef]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,12 +39,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for fusion in args.fusions:
         parts = {
-            name: pair_errors(ref, sec, truth, fusion=fusion) for name, ref, sec, truth in pairs
+            name: pair_errors(ref, sec, truth, {}, "cnn", fusion=fusion)
+            for name, ref, sec, truth in pairs
         }
         row: dict = {"fusion": fusion}
         for kind, prefix in (("S1-like", "S1-like"), ("fractal", "fractal"), ("all", "")):
-            row[kind] = summary([p for name, p in parts.items() if name.startswith(prefix)])
-            r = row[kind]
+            chosen = [p for name, p in parts.items() if name.startswith(prefix)]
+            if not chosen:  # e.g. --pairs 1 has no fractal pair
+                continue
+            row[kind] = r = summary(chosen)
             print(
                 f"fusion {fusion:.2f} {kind:8s}: >1px {r['gt1px']:.2%} rmse {r['rmse_px']:.3f} "
                 f"kept {r['kept']:.1%} >1px among kept {r['gt1px_among_kept']:.2%}",
