@@ -34,10 +34,10 @@ import numpy as np
 
 try:  # run as a script (python benchmarks/bench_cnn.py) or imported as benchmarks.bench_cnn
     from . import real_texture
-    from .bench_ncc import plain_opencv_loop
+    from .bench_ncc import dense_offsets, plain_opencv_loop
 except ImportError:
     import real_texture  # type: ignore[no-redef]
-    from bench_ncc import plain_opencv_loop  # type: ignore[no-redef]
+    from bench_ncc import dense_offsets, plain_opencv_loop  # type: ignore[no-redef]
 
 CASES = [
     # name, looks, beta, contrast, seed, field
@@ -57,7 +57,6 @@ def _truth(truth, ds):
 
 def accuracy(size: int = 1024, cases=CASES) -> list[dict]:
     """RMSE and outlier fractions of both methods on each case."""
-    import trackoff_xr
     from trackoff_xr.testing.synthetic import sar_pair
 
     rows = []
@@ -73,13 +72,7 @@ def accuracy(size: int = 1024, cases=CASES) -> list[dict]:
         )
         row = {"case": name}
         for method in ("ncc", "cnn"):
-            ds = trackoff_xr.offsets(
-                ref.chunk(512),
-                sec.chunk(512),
-                patch_size=64,
-                spacing=32,
-                method=method,
-            ).compute()
+            ds = dense_offsets(ref, sec, method)
             expected = _truth(truth, ds)
             ok = ds.valid.values
             err = np.hypot(ds.dx - expected.dx, ds.dy - expected.dy).values[ok]

@@ -26,6 +26,11 @@ import time
 
 import numpy as np
 
+try:  # run as a script or imported as benchmarks.choose_coarse
+    from .bench_ncc import dense_offsets
+except ImportError:
+    from bench_ncc import dense_offsets  # type: ignore[no-redef]
+
 #: name -> CoarseSearch keyword arguments (coarse pixels; factor 4)
 VARIANTS = {
     "P32 S8 (old default)": {"patch_size": 32, "spacing": 8},
@@ -78,15 +83,7 @@ def pair_errors(
     from trackoff_xr.search import CoarseSearch
     from trackoff_xr.testing.synthetic import truth_at_points
 
-    ds = trackoff_xr.offsets(
-        ref.chunk(512),
-        sec.chunk(512),
-        patch_size=64,
-        spacing=32,
-        method=method,
-        coarse=CoarseSearch(**variant),
-        **options,
-    ).compute()
+    ds = dense_offsets(ref, sec, method, coarse=CoarseSearch(**variant), **options)
     expected = truth_at_points(truth, ds)
     usable = np.ones(ds.dx.shape, bool)
     if "changed" in expected:
