@@ -257,13 +257,6 @@ class _Tiles:
         self.v = squares.sum(axis=(1, 3))[self.ty, self.tx]
         return centred
 
-    def search_corner(self, key: int) -> tuple[int, int]:
-        """Block row and column where the search region of tile key ``key`` starts."""
-        return (
-            self.first[0] + int(self.ty[key]) * self.step + int(self.sy[key]) - self.radius,
-            self.first[1] + int(self.tx[key]) * self.step + int(self.sx[key]) - self.radius,
-        )
-
     def search_corners(self) -> tuple[np.ndarray, np.ndarray]:
         """Block rows and columns where the search regions of all tile keys start."""
         return (
@@ -462,11 +455,11 @@ def _local_box_sums(tiles: _Tiles, items: np.ndarray) -> tuple[np.ndarray, np.nd
     sums = scratch("tiled.local_sums", (_TILE_BATCH, extent + 1, extent + 1))
     squares = scratch("tiled.local_squares", (_TILE_BATCH, extent + 1, extent + 1))
     todo = np.flatnonzero(used)
+    rows, cols = tiles.search_corners()
     with opencv_threads(1):
         for lo in range(0, todo.size, _TILE_BATCH):
             part = todo[lo : lo + _TILE_BATCH]
-            for j, t in enumerate(part.tolist()):
-                y, x = tiles.search_corner(t)
+            for j, (y, x) in enumerate(zip(rows[part].tolist(), cols[part].tolist(), strict=True)):
                 region = tiles.sec[y : y + extent, x : x + extent]
                 cv2.integral2(
                     region, sum=sums[j], sqsum=squares[j], sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 
+from .subpixel import GAUSS_NEWTON
+
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
@@ -135,8 +137,6 @@ def error_model(method: str, subpixel: str = "gauss-newton") -> ErrorModel:
     >>> error_model("ncc", "none").floor > error_model("ncc").floor
     True
     """
-    from .subpixel import GAUSS_NEWTON
-
     model = COEFFICIENTS[method]
     if subpixel not in GAUSS_NEWTON:
         model = model._replace(floor=float(np.hypot(model.floor, WHOLE_PIXEL_ERROR)))
