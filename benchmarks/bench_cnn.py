@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 try:  # run as a script (python benchmarks/bench_cnn.py) or imported as benchmarks.bench_cnn
     from . import real_texture
-    from .bench_ncc import dense_offsets, plain_opencv_loop
+    from .bench_ncc import best_of_rounds, dense_offsets, plain_opencv_loop
 except ImportError:
     import real_texture  # type: ignore[no-redef]
-    from bench_ncc import dense_offsets, plain_opencv_loop  # type: ignore[no-redef]
+    from bench_ncc import (  # type: ignore[no-redef]
+        best_of_rounds,
+        dense_offsets,
+        plain_opencv_loop,
+    )
 
 CASES = [
     # name, looks, beta, contrast, seed, field
@@ -101,20 +104,15 @@ def speed(size: int = 4096, chunks: int = 1024, rounds: int = 5) -> dict:
     grid = trackoff_xr.GridSpec(64, 32, 16)
     points = int(grid.window_fits(size).sum()) ** 2
     out: dict = {"size": size, "chunks": chunks, "points": points, "rounds": rounds}
-    best = {"ncc": np.inf, "cnn": np.inf}
     ref, sec = ref.chunk(chunks), sec.chunk(chunks)  # inputs ready before the clock starts
-    for round_ in range(rounds + 1):  # round 0 warms up: TensorFlow, the model, the pools
-        for method in best:
-            t0 = time.perf_counter()
-            trackoff_xr.offsets(
-                ref,
-                sec,
-                patch_size=64,
-                spacing=32,
-                method=method,
-            ).compute()
-            if round_:
-                best[method] = min(best[method], time.perf_counter() - t0)
+
+    def job(method: str):
+        return lambda: trackoff_xr.offsets(
+            ref, sec, patch_size=64, spacing=32, method=method
+        ).compute()
+
+    # round 0 warms up: TensorFlow, the model, the pools
+    best, _ = best_of_rounds({method: job(method) for method in ("ncc", "cnn")}, rounds)
     for method, elapsed in best.items():
         out[f"{method}_points_per_s"] = points / elapsed
     out["speed_ratio_cnn_over_ncc"] = out["cnn_points_per_s"] / out["ncc_points_per_s"]
@@ -223,13 +221,7 @@ def real_speed(size: int = 4096, chunks: int = 1024, rounds: int = 3, **options)
 
     loops = {f"loop_threads_{n}": loop(n) for n in sorted({cv2.getNumThreads(), 1})}
     jobs = {**loops, "ncc": method("ncc"), "cnn": method("cnn")}
-    best = dict.fromkeys(jobs, np.inf)
-    for round_ in range(rounds + 1):  # round 0 warms up
-        for name, job in jobs.items():
-            t0 = time.perf_counter()
-            job()
-            if round_:
-                best[name] = min(best[name], time.perf_counter() - t0)
+    best, _ = best_of_rounds(jobs, rounds)
     best["loop"] = min(best[name] for name in loops)
     out: dict = {"size": size, "points": points, "rounds": rounds}
     for name, elapsed in best.items():

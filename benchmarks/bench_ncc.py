@@ -17,6 +17,29 @@ import time
 import numpy as np
 
 
+def best_of_rounds(jobs: dict, rounds: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Run ``jobs`` (name -> callable) in ``rounds`` interleaved rounds after a warm-up one.
+
+    Return each job's best seconds and its last result. Interleaving lets a
+    slow spell of a shared machine hit every contender alike.
+
+    Examples
+    --------
+    >>> best, results = best_of_rounds({"sum": lambda: sum(range(10))}, rounds=2)
+    >>> results["sum"], best["sum"] >= 0
+    (45, True)
+    """
+    best = dict.fromkeys(jobs, np.inf)
+    results: dict[str, object] = {}
+    for round_ in range(rounds + 1):  # round 0 warms up (imports, pools, first allocations)
+        for name, job in jobs.items():
+            t0 = time.perf_counter()
+            results[name] = job()
+            if round_:
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return best, results
+
+
 def dense_offsets(ref, sec, method: str, chunks: int = 512, **options):
     """``offsets()`` on the benchmarks' dense grid (64 px templates every 32 px), computed."""
     import trackoff_xr
@@ -100,17 +123,7 @@ def run(
     # ratios are against the faster of the two
     jobs = {f"plain_opencv_threads_{n}": plain(n) for n in sorted({cv2.getNumThreads(), 1})}
     jobs |= {f"offsets_{sp}": through_offsets(sp) for sp in ("none", "gaussian", "gauss-newton")}
-    # rounds interleave the contenders, so that a slow spell of a shared
-    # machine hits them all; each keeps its best round
-    best: dict[str, float] = {}
-    results: dict[str, object] = {}
-    for round_ in range(repeat + 1):  # round 0 warms up (imports, pools, first allocations)
-        for name, job in jobs.items():
-            t0 = time.perf_counter()
-            results[name] = job()
-            elapsed = time.perf_counter() - t0
-            if round_:
-                best[name] = min(best.get(name, np.inf), elapsed)
+    best, results = best_of_rounds(jobs, repeat)
 
     plain_names = [name for name in jobs if name.startswith("plain")]
     fastest = min(plain_names, key=best.__getitem__)

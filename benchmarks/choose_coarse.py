@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 try:  # run as a script or imported as benchmarks.choose_coarse
-    from .bench_ncc import dense_offsets
+    from .bench_ncc import best_of_rounds, dense_offsets
 except ImportError:
-    from bench_ncc import dense_offsets  # type: ignore[no-redef]
+    from bench_ncc import best_of_rounds, dense_offsets  # type: ignore[no-redef]
 
 #: name -> CoarseSearch keyword arguments (coarse pixels; factor 4)
 VARIANTS = {
@@ -123,13 +122,10 @@ def coarse_seconds(variant: dict, size: int = 4096, rounds: int = 3) -> float:
 
     ref, sec = shifted_pair((size, size), shift=(-4.37, 6.81), looks=4.0, seed=600)
     grid, search = trackoff_xr.GridSpec(64, 32, 6), CoarseSearch(**variant)
-    best = np.inf
-    for round_ in range(rounds + 1):
-        t0 = time.perf_counter()
-        coarse_centres(ref.data, sec.data, grid, search).compute()
-        if round_:
-            best = min(best, time.perf_counter() - t0)
-    return best
+    best, _ = best_of_rounds(
+        {"coarse": lambda: coarse_centres(ref.data, sec.data, grid, search).compute()}, rounds
+    )
+    return best["coarse"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 try:  # run as a script or imported as benchmarks.choose_network
+    from .bench_ncc import best_of_rounds
     from .choose_coarse import evaluate, generated_pairs
 except ImportError:
+    from bench_ncc import best_of_rounds  # type: ignore[no-redef]
     from choose_coarse import evaluate, generated_pairs  # type: ignore[no-redef]
 
 
@@ -34,14 +35,9 @@ def network_milliseconds(weights: str, runtime: str, rounds: int = 5) -> float:
     from trackoff_xr.matchers.cnn import features
 
     strip = np.random.default_rng(0).standard_normal((266, 1200)).astype(np.float32)
-    best = np.inf
-    with trackoff_xr.set_options(cnn_runtime=runtime):
-        for round_ in range(rounds + 1):  # round 0 loads and warms up
-            t0 = time.perf_counter()
-            features.run_network(weights, strip)
-            if round_:
-                best = min(best, time.perf_counter() - t0)
-    return 1000 * best
+    with trackoff_xr.set_options(cnn_runtime=runtime):  # round 0 loads and warms up
+        best, _ = best_of_rounds({"network": lambda: features.run_network(weights, strip)}, rounds)
+    return 1000 * best["network"]
 
 
 def main(argv: list[str] | None = None) -> None:
